@@ -82,6 +82,9 @@ static int create_at(const char *path, h5_file_t *f, char *err, size_t errlen) {
     if (fd < 0) return fail(err, errlen, "%s: cannot create (%s)", path, strerror(errno));
     close(fd);
     hid_t fapl = strong_fapl();
+    /* The 1.8+ object formats checksum metadata too, so a damaged header fails to read instead of
+     * being read wrong; h5py and every HDF5 >= 1.8 read them. */
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
     hid_t id = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (id < 0) {
@@ -170,6 +173,46 @@ int h5_exists(const h5_file_t *f, const char *name) {
     h5_quiet();
     if (f->id < 0 || !name || !*name) return 0;
     return H5Lexists((hid_t)f->id, name, H5P_DEFAULT) > 0;
+}
+
+int h5_list_datasets(const h5_file_t *f, const char *group, char ***names, int *count, char *err, size_t errlen) {
+    h5_quiet();
+    *names = NULL, *count = 0;
+    hid_t gid = H5Gopen2((hid_t)f->id, group, H5P_DEFAULT);
+    if (gid < 0) return fail(err, errlen, "%s: no group '%s'", f->path, group);
+    H5G_info_t ginfo;
+    if (H5Gget_info(gid, &ginfo) < 0 || ginfo.nlinks > (hsize_t)H5_MAX_ELEMENTS) {
+        H5Gclose(gid);
+        return fail(err, errlen, "%s: cannot list group '%s'", f->path, group);
+    }
+    char **list = calloc(ginfo.nlinks ? ginfo.nlinks : 1, sizeof(char *));
+    int n = 0, rc = 0;
+    for (hsize_t i = 0; list && i < ginfo.nlinks && !rc; i++) {
+        char name[512];
+        ssize_t len = H5Lget_name_by_idx(gid, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
+        if (len < 0 || len >= (ssize_t)sizeof name) {
+            rc = fail(err, errlen, "%s: unreadable or over-long link name in group '%s'", f->path, group);
+            break;
+        }
+        hid_t oid = H5Oopen(gid, name, H5P_DEFAULT);
+        if (oid < 0) continue; /* dangling link: not a dataset */
+        int is_dataset = H5Iget_type(oid) == H5I_DATASET;
+        H5Oclose(oid);
+        if (is_dataset && !(list[n++] = strdup(name))) rc = fail(err, errlen, "out of memory listing '%s'", group);
+    }
+    H5Gclose(gid);
+    if (!list) return fail(err, errlen, "out of memory listing '%s'", group);
+    if (rc) {
+        h5_names_free(list, n);
+        return -1;
+    }
+    *names = list, *count = n;
+    return 0;
+}
+
+void h5_names_free(char **names, int count) {
+    for (int i = 0; i < count; i++) free(names[i]);
+    free(names);
 }
 
 /* ---- dataset description ------------------------------------------------------------------ */
@@ -376,7 +419,10 @@ int h5_write_tensor(h5_file_t *f, const char *name, const tensor_t *t, int chunk
     for (int i = 0; i < t->ndim; i++) dims[i] = (hsize_t)t->shape[i];
     hid_t sp = t->ndim ? H5Screate_simple(t->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
     hid_t dcpl = make_dcpl(t, chunked);
-    hid_t ds = H5Dcreate2((hid_t)f->id, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE); /* "group/name" creates the group on the way */
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t ds = H5Dcreate2((hid_t)f->id, name, ftype, sp, lcpl, dcpl, H5P_DEFAULT);
+    H5Pclose(lcpl);
     int rc = 0;
     if (ds < 0) rc = fail(err, errlen, "%s: cannot create dataset '%s'", f->path, name);
     else if (tensor_numel(t) > 0 && H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0)

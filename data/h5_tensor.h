@@ -62,6 +62,11 @@ int h5_close(h5_file_t *f, char *err, size_t errlen);
 /* 1 when a link called name exists in the file, else 0. */
 int h5_exists(const h5_file_t *f, const char *name);
 
+/* Names of the datasets directly in group ("/" for the root; subgroups are not listed), in name
+ * order, allocated here; free with h5_names_free. */
+int h5_list_datasets(const h5_file_t *f, const char *group, char ***names, int *count, char *err, size_t errlen);
+void h5_names_free(char **names, int count);
+
 /* Rank, shape and element type of a dataset; fails on a missing dataset, rank > TENSOR_MAX_DIMS
  * or more than H5_MAX_ELEMENTS elements. */
 int h5_dataset_info(const h5_file_t *f, const char *name, h5_info_t *info, char *err, size_t errlen);
@@ -72,7 +77,8 @@ int h5_dataset_info(const h5_file_t *f, const char *name, h5_info_t *info, char 
 int h5_read_tensor(const h5_file_t *f, const char *name, dtype_t want, tensor_t *out, h5_info_t *info, char *err,
                    size_t errlen);
 
-/* Writes a CPU tensor (float32, float64, float16 or int32) as a new dataset. With chunked != 0 it
+/* Writes a CPU tensor (float32, float64, float16 or int32) as a new dataset; a name "a/b" creates
+ * group a when needed. With chunked != 0 it
  * is stored in chunks of about 1 MiB with Fletcher-32 checksums (rank-0 and empty tensors are
  * stored contiguously). Fails if the dataset exists. */
 int h5_write_tensor(h5_file_t *f, const char *name, const tensor_t *t, int chunked, char *err, size_t errlen);
