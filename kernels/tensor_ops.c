@@ -31,6 +31,20 @@ void tensor_zero(tensor_t *x) {
     CUDA_OR_FAIL("tensor_zero", tensor_zero_cuda(x));
 }
 
+void tensor_convert(const tensor_t *x, tensor_t *y) {
+    CHECK(tensor_numel(x) == tensor_numel(y), "tensor_convert: %lld and %lld elements", (long long)tensor_numel(x),
+          (long long)tensor_numel(y));
+    if (x->device == DEVICE_CPU && y->device == DEVICE_CPU) {
+        tensor_t view = *x;
+        view.ndim = y->ndim;
+        for (int i = 0; i < y->ndim; i++) view.shape[i] = y->shape[i];
+        tensor_copy(y, &view);
+        return;
+    }
+    same_device("tensor_convert", x, y);
+    CUDA_OR_FAIL("tensor_convert", tensor_convert_cuda(x, y));
+}
+
 void tensor_axpy(float alpha, const tensor_t *x, tensor_t *y) {
     same_device("tensor_axpy", x, y);
     CHECK(tensor_numel(x) == tensor_numel(y), "tensor_axpy: %lld and %lld elements", (long long)tensor_numel(x),

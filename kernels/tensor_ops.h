@@ -13,6 +13,8 @@ extern "C" {
 
 /* x = 0. */
 void tensor_zero(tensor_t *x);
+/* y = x, converting dtype (same device, same number of elements). */
+void tensor_convert(const tensor_t *x, tensor_t *y);
 /* y += alpha * x; same number of elements (shapes may differ, e.g. a view). */
 void tensor_axpy(float alpha, const tensor_t *x, tensor_t *y);
 /* y [R, C] (any leading shape, last dim C) += v [C] in every row. */

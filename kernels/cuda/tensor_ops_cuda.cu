@@ -22,6 +22,11 @@ __global__ void axpy_kernel(float alpha, const void *x, int xb, void *y, int yb,
         store(y, yb, i, load(y, yb, i) + alpha * load(x, xb, i));
 }
 
+__global__ void convert_kernel(const void *x, int xb, void *y, int yb, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        store(y, yb, i, load(x, xb, i));
+}
+
 __global__ void add_rows_kernel(const void *v, int vb, void *y, int yb, long long n, long long C) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
         store(y, yb, i, load(y, yb, i) + load(v, vb, i % C));
@@ -46,6 +51,13 @@ int is_bf16(const tensor_t *t) { return t->dtype == DTYPE_BF16; }
 
 extern "C" void tensor_zero_cuda(tensor_t *x) {
     CUDA_CHECK(cudaMemsetAsync(x->data, 0, tensor_bytes(x), cuda_stream()));
+}
+
+extern "C" void tensor_convert_cuda(const tensor_t *x, tensor_t *y) {
+    long long n = tensor_numel(y);
+    if (!n) return;
+    convert_kernel<<<blocks_for(n), 256, 0, cuda_stream()>>>(x->data, is_bf16(x), y->data, is_bf16(y), n);
+    CUDA_CHECK_LAUNCH();
 }
 
 extern "C" void tensor_axpy_cuda(float alpha, const tensor_t *x, tensor_t *y) {

@@ -10,6 +10,7 @@ extern "C" {
 #endif
 
 void tensor_zero_cuda(tensor_t *x);
+void tensor_convert_cuda(const tensor_t *x, tensor_t *y);
 void tensor_axpy_cuda(float alpha, const tensor_t *x, tensor_t *y);
 void add_row_broadcast_cuda(const tensor_t *v, tensor_t *y);
 void sum_rows_accumulate_cuda(const tensor_t *x, tensor_t *acc);

@@ -1,0 +1,76 @@
+/* model/dit_internal.h — what dit.c and dit_block.c share: parameter indices per block, the saved
+ * activations of one block, gradient scratch, and the whole model's activation set. Not a public
+ * interface. Dtypes: "res" f32 (the residual stream, norms' statistics, modulation); "act" the
+ * backend's activation dtype (CPU f32, CUDA bf16). */
+#ifndef SLA_DIT_INTERNAL_H
+#define SLA_DIT_INTERNAL_H
+
+#include "dit.h"
+
+/* Indices into the parameter table of one block (-1 where absent). */
+typedef struct block_params {
+    int modulation;
+    int q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, norm_q, norm_k, proj_w, proj_b;
+    int norm3_w, norm3_b;
+    int cq_w, cq_b, ck_w, ck_b, cv_w, cv_b, co_w, co_b, cnorm_q, cnorm_k;
+    int ffn0_w, ffn0_b, ffn2_w, ffn2_b;
+} block_params_t;
+
+/* What one block's backward needs (one set per block, or a single reused set with recompute). */
+typedef struct block_acts {
+    tensor_t n1, h1, n1_mean, n1_rstd;             /* LN1 out, modulated (act [B,L,C]); stats f32 [B*L] */
+    tensor_t q_lin, k_lin, v_lin, q_rstd, k_rstd;  /* projections (act [B,L,C]), RMSNorm stats */
+    tensor_t qn, kn;                               /* RMSNorm outputs (act [B,L,C]) */
+    tensor_t qh, kh, vh, ao, lse;                  /* attention layout [B,H,L,D] (act), lse f32 [B,H,L] */
+    sla_saved_t sla;                               /* SLA layers */
+    tensor_t am, y1, x1;                           /* merged heads, o-proj out (act), x + g*y1 (res) */
+    tensor_t n3, n3_mean, n3_rstd;                 /* LN3 (affine) */
+    tensor_t cq_lin, cq_rstd, cqn, cqh;            /* cross q */
+    tensor_t ck_lin, ck_rstd, ckn, ckh, cv_lin, cvh; /* cross k, v of the text [B,Lt,C] / [B,H,Lt,D] */
+    tensor_t co, clse, cm, y3, x2;                 /* cross out, merged, o-proj out, x1 + y3 (res) */
+    tensor_t n2, h2, n2_mean, n2_rstd;             /* LN2, modulated */
+    tensor_t f1, f2, y2;                           /* FFN hidden pre/post GELU (act [B,L,F]), out */
+} block_acts_t;
+
+/* Gradient scratch shared by every block's backward. */
+typedef struct grad_scratch {
+    tensor_t g;                     /* res [B,L,C]: dLoss/d(residual stream), updated in place */
+    tensor_t tmp_res;               /* res [B,L,C] */
+    tensor_t dh1;                   /* res [B,L,C]: sum of the q, k, v input gradients */
+    tensor_t dact_a, dact_b;        /* act [B,L,C] */
+    tensor_t dff;                   /* act [B,L,F] */
+    tensor_t dq, dk, dv;            /* act [B,H,L,D] */
+    tensor_t dcq, dck, dcv;         /* act [B,H,L,D] and [B,H,Lt,D] x2 */
+    tensor_t dctx_lin, dctx_tmp;    /* act [B,Lt,C] */
+    tensor_t dproj_w, dproj_b;      /* f32 [D,D], [D]: SLA overwrites, the model accumulates */
+    tensor_t de;                    /* f32 [6,B,C]: one block's modulation gradient */
+} grad_scratch_t;
+
+struct dit_acts {
+    block_params_t *bp;             /* [layers] */
+    block_acts_t *blocks;           /* [layers], or [1] with recompute */
+    tensor_t *xs;                   /* res [layers+1] x [B,L,C]: each block's input, then the last output */
+    tensor_t *e_blk;                /* f32 [layers] x [6,B,C]: e0 + the block's modulation */
+    tensor_t ones;                  /* f32 [B,C] of ones: an ungated residual add */
+    /* embeddings */
+    tensor_t patches, x0_act;       /* act [B,L,16*4], patch embedding out (act [B,L,C]) */
+    tensor_t ctx_in, ctx_h1, ctx_h2, ctx; /* text [B,Lt,Dt] padded, MLP hidden pre/post GELU, out [B,Lt,C] */
+    tensor_t temb, e1, e1s, e, es, e0flat, e0; /* f32 time path: [B,256], [B,C] x4, [B,6C], [6,B,C] */
+    /* head */
+    tensor_t eh, hn, hn_mean, hn_rstd, hm, ho; /* f32 [2,B,C], LN out, stats, modulated, out [B,L,64] */
+    /* backward */
+    grad_scratch_t gs;
+    tensor_t dctx;                  /* res [B,Lt,C]: sum over blocks */
+    tensor_t de0, de_e;             /* f32 [6,B,C], [B,C] */
+    tensor_t dho, dhm, dhn, deh;    /* head gradients */
+    tensor_t de0flat, des, de1s, dctx_act, dctx_h2, dctx_h1, dx0_act;
+};
+
+/* dit_block.c */
+void block_forward(dit_t *m, int layer, block_acts_t *a, const tensor_t *x_in, tensor_t *x_out);
+void block_backward(dit_t *m, int layer, block_acts_t *a);
+
+/* Views into a [6,B,C] or [2,B,C] modulation tensor: chunk k as [B,C]. */
+tensor_t dit_chunk(const tensor_t *e, int k);
+
+#endif
