@@ -36,6 +36,8 @@ void sla_backward(const sla_config_t *cfg, const sla_dims_t *dims, const tensor_
                   const tensor_t *v, const tensor_t *proj_w, const sla_saved_t *saved, const tensor_t *dout,
                   tensor_t *dq, tensor_t *dk, tensor_t *dv, tensor_t *dproj_w, tensor_t *dproj_b);
 
+#include "nn_ops.h"
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,275 @@
+/* kernels/cuda/elementwise_cuda.cu — the pointwise ops of nn_ops.h on the GPU: adaLN modulation,
+ * gated residual, GELU-tanh, SiLU (each forward and backward), Wan's sinusoidal time embedding,
+ * the MSE loss, AdamW and the squared norm.
+ *
+ * Math in fp32 with bf16/f32 tensors, as Wan runs modulation and gates; the time embedding in
+ * fp64 as Wan's sinusoidal_embedding_1d. dx/dy outputs are overwritten; dscale, dshift and dgate
+ * (f32 [B, C]) are overwritten through the deterministic column sums; the loss and the squared
+ * norm are fp64 sums in a fixed order (nn_cuda_common.cuh). */
+#include "nn_cuda.h"
+#include "nn_cuda_common.cuh"
+
+#define EW_THREADS 256
+
+/* ---- modulation and gated residual -------------------------------------------------------------- */
+
+/* x, y [B, L, C] (LC = L*C); scale, shift, gate [B, C]. */
+template <class Tx, class Ty>
+__global__ void modulate_fwd_kernel(const Tx *x, const float *scale, const float *shift, Ty *y, int64_t n,
+                                    int64_t LC, int C) {
+    GRID_STRIDE(i, n) {
+        int64_t bc = i / LC * C + i % C;
+        stf(y, i, ldf(x, i) * (1.0f + scale[bc]) + shift[bc]);
+    }
+}
+
+/* out = a * (1 + s) or a * s (plus1 = 0): dx of modulate, dy of the gate. */
+template <class Ta, class To>
+__global__ void scale_rows_kernel(const Ta *a, const float *s, int plus1, To *out, int64_t n, int64_t LC, int C) {
+    GRID_STRIDE(i, n) stf(out, i, ldf(a, i) * ((float)plus1 + s[i / LC * C + i % C]));
+}
+
+template <class Tx, class Ty>
+__global__ void gated_residual_kernel(Tx *x, const float *gate, const Ty *y, int64_t n, int64_t LC, int C) {
+    GRID_STRIDE(i, n) stf(x, i, ldf(x, i) + gate[i / LC * C + i % C] * ldf(y, i));
+}
+
+/* Per-sample column sums over tokens: v[0] = a b, v[1] = a (for NOUT = 2). */
+template <class Ta, class Tb, int NOUT> struct token_sum_f {
+    const Ta *a;
+    const Tb *b;
+    int64_t L;
+    int C;
+    __device__ void operator()(int g, int64_t r, int c, float *v) const {
+        int64_t i = ((int64_t)g * L + r) * C + c;
+        float av = ldf(a, i);
+        v[0] = av * ldf(b, i);
+        if (NOUT > 1) v[NOUT - 1] = av;
+    }
+};
+
+static void blc(const tensor_t *x, int *B, int64_t *L, int *C) {
+    *B = (int)x->shape[0], *L = x->shape[1], *C = (int)x->shape[2];
+}
+
+extern "C" void modulate_forward_cuda(const tensor_t *x, const tensor_t *scale, const tensor_t *shift, tensor_t *y) {
+    int B, C;
+    int64_t L, n = tensor_numel(x);
+    blc(x, &B, &L, &C);
+    if (n == 0) return;
+    with_float_type(x->dtype, [&](auto tx) {
+        with_float_type(y->dtype, [&](auto ty) {
+            typedef TYPE_OF(tx) Tx;
+            typedef TYPE_OF(ty) Ty;
+            modulate_fwd_kernel<<<grid_for(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
+                (const Tx *)x->data, (const float *)scale->data, (const float *)shift->data, (Ty *)y->data, n,
+                L * C, C);
+            CUDA_CHECK_LAUNCH();
+        });
+    });
+}
+
+extern "C" void modulate_backward_cuda(const tensor_t *x, const tensor_t *scale, const tensor_t *dy, tensor_t *dx,
+                                       tensor_t *dscale, tensor_t *dshift) {
+    int B, C;
+    int64_t L, n = tensor_numel(x);
+    blc(x, &B, &L, &C);
+    with_float_type(dy->dtype, [&](auto tg) {
+        typedef TYPE_OF(tg) Tg;
+        with_float_type(x->dtype, [&](auto tx) {
+            typedef TYPE_OF(tx) Tx;
+            colsum<2>(token_sum_f<Tg, Tx, 2>{(const Tg *)dy->data, (const Tx *)x->data, L, C}, B, L, C,
+                      (float *)dscale->data, (float *)dshift->data, 0);
+        });
+        if (n == 0) return;
+        with_float_type(dx->dtype, [&](auto td) {
+            typedef TYPE_OF(td) Td;
+            scale_rows_kernel<<<grid_for(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
+                (const Tg *)dy->data, (const float *)scale->data, 1, (Td *)dx->data, n, L * C, C);
+            CUDA_CHECK_LAUNCH();
+        });
+    });
+}
+
+extern "C" void gated_residual_forward_cuda(tensor_t *x, const tensor_t *gate, const tensor_t *y) {
+    int B, C;
+    int64_t L, n = tensor_numel(x);
+    blc(x, &B, &L, &C);
+    if (n == 0) return;
+    with_float_type(x->dtype, [&](auto tx) {
+        with_float_type(y->dtype, [&](auto ty) {
+            typedef TYPE_OF(tx) Tx;
+            typedef TYPE_OF(ty) Ty;
+            gated_residual_kernel<<<grid_for(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
+                (Tx *)x->data, (const float *)gate->data, (const Ty *)y->data, n, L * C, C);
+            CUDA_CHECK_LAUNCH();
+        });
+    });
+}
+
+extern "C" void gated_residual_backward_cuda(const tensor_t *y, const tensor_t *gate, const tensor_t *dx,
+                                             tensor_t *dy, tensor_t *dgate) {
+    int B, C;
+    int64_t L, n = tensor_numel(y);
+    blc(y, &B, &L, &C);
+    with_float_type(dx->dtype, [&](auto tg) {
+        typedef TYPE_OF(tg) Tg;
+        with_float_type(y->dtype, [&](auto ty) {
+            typedef TYPE_OF(ty) Ty;
+            colsum<1>(token_sum_f<Tg, Ty, 1>{(const Tg *)dx->data, (const Ty *)y->data, L, C}, B, L, C,
+                      (float *)dgate->data, NULL, 0);
+        });
+        if (n == 0) return;
+        with_float_type(dy->dtype, [&](auto td) {
+            typedef TYPE_OF(td) Td;
+            scale_rows_kernel<<<grid_for(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
+                (const Tg *)dx->data, (const float *)gate->data, 0, (Td *)dy->data, n, L * C, C);
+            CUDA_CHECK_LAUNCH();
+        });
+    });
+}
+
+/* ---- activations ---------------------------------------------------------------------------------- */
+
+#define GELU_K0 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_K1 0.044715f
+
+enum act_kind { ACT_GELU_FWD, ACT_GELU_BWD, ACT_SILU_FWD, ACT_SILU_BWD };
+
+template <int KIND> __device__ __forceinline__ float act_eval(float v, float g) {
+    if (KIND == ACT_GELU_FWD || KIND == ACT_GELU_BWD) {
+        float t = tanhf(GELU_K0 * (v + GELU_K1 * v * v * v));
+        if (KIND == ACT_GELU_FWD) return 0.5f * v * (1.0f + t);
+        return g * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * GELU_K0 * (1.0f + 3.0f * GELU_K1 * v * v));
+    }
+    float s = 1.0f / (1.0f + expf(-v));
+    if (KIND == ACT_SILU_FWD) return v * s;
+    return g * s * (1.0f + v * (1.0f - s));
+}
+
+/* out = f(x) or dy * f'(x); in place is safe (each index read before it is written). */
+template <int KIND, class Tx, class Tg, class To>
+__global__ void act_kernel(const Tx *x, const Tg *dy, To *out, int64_t n) {
+    GRID_STRIDE(i, n) stf(out, i, act_eval<KIND>(ldf(x, i), dy ? ldf(dy, i) : 0.0f));
+}
+
+template <int KIND> static void act_launch(const tensor_t *x, const tensor_t *dy, tensor_t *out) {
+    int64_t n = tensor_numel(x);
+    if (n == 0) return;
+    with_float_type(x->dtype, [&](auto tx) {
+        with_float_type(dy ? dy->dtype : x->dtype, [&](auto tg) {
+            with_float_type(out->dtype, [&](auto to) {
+                typedef TYPE_OF(tx) Tx;
+                typedef TYPE_OF(tg) Tg;
+                typedef TYPE_OF(to) To;
+                act_kernel<KIND><<<grid_for(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
+                    (const Tx *)x->data, dy ? (const Tg *)dy->data : NULL, (To *)out->data, n);
+                CUDA_CHECK_LAUNCH();
+            });
+        });
+    });
+}
+
+extern "C" void gelu_forward_cuda(const tensor_t *x, tensor_t *y) { act_launch<ACT_GELU_FWD>(x, NULL, y); }
+extern "C" void gelu_backward_cuda(const tensor_t *x, const tensor_t *dy, tensor_t *dx) {
+    act_launch<ACT_GELU_BWD>(x, dy, dx);
+}
+extern "C" void silu_forward_cuda(const tensor_t *x, tensor_t *y) { act_launch<ACT_SILU_FWD>(x, NULL, y); }
+extern "C" void silu_backward_cuda(const tensor_t *x, const tensor_t *dy, tensor_t *dx) {
+    act_launch<ACT_SILU_BWD>(x, dy, dx);
+}
+
+/* ---- time embedding ------------------------------------------------------------------------------- */
+
+__global__ void timestep_embedding_kernel(const float *t, float *emb, int64_t B, int half) {
+    GRID_STRIDE(i, B * half) {
+        int64_t b = i / half;
+        int k = (int)(i % half);
+        double a = (double)t[b] * pow(10000.0, -(double)k / (double)half);
+        emb[b * 2 * half + k] = (float)cos(a);
+        emb[b * 2 * half + half + k] = (float)sin(a);
+    }
+}
+
+extern "C" void timestep_embedding_cuda(const tensor_t *t, tensor_t *emb) {
+    int64_t B = t->shape[0];
+    int half = (int)(emb->shape[1] / 2);
+    if (B == 0) return;
+    timestep_embedding_kernel<<<grid_for(B * half, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
+        (const float *)t->data, (float *)emb->data, B, half);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* ---- loss and squared norm ------------------------------------------------------------------------ */
+
+template <class Tp, class Tt, class Td> struct mse_f {
+    const Tp *p;
+    const Tt *t;
+    Td *d;
+    double coef; /* grad_scale * 2 / n */
+    __device__ double operator()(int64_t i) const {
+        double diff = (double)ldf(p, i) - (double)ldf(t, i);
+        if (d) stf(d, i, (float)(coef * diff));
+        return diff * diff;
+    }
+};
+
+extern "C" double mse_loss_cuda(const tensor_t *pred, const tensor_t *target, double grad_scale, tensor_t *dpred) {
+    int64_t n = tensor_numel(pred);
+    double sum = 0.0;
+    with_float_type(pred->dtype, [&](auto tp) {
+        with_float_type(target->dtype, [&](auto tt) {
+            with_float_type(dpred ? dpred->dtype : DTYPE_F32, [&](auto td) {
+                typedef TYPE_OF(tp) Tp;
+                typedef TYPE_OF(tt) Tt;
+                typedef TYPE_OF(td) Td;
+                mse_f<Tp, Tt, Td> f = {(const Tp *)pred->data, (const Tt *)target->data,
+                                       dpred ? (Td *)dpred->data : NULL, grad_scale * 2.0 / (double)n};
+                sum = reduce_sum(f, n);
+            });
+        });
+    });
+    return sum / (double)n;
+}
+
+struct square_f {
+    const float *x;
+    __device__ double operator()(int64_t i) const {
+        double v = x[i];
+        return v * v;
+    }
+};
+
+extern "C" double sum_squares_cuda(const tensor_t *x) {
+    return reduce_sum(square_f{(const float *)x->data}, tensor_numel(x));
+}
+
+/* ---- AdamW ------------------------------------------------------------------------------------------ */
+
+struct adamw_coef {
+    float lr_wd_decay, beta1, beta2, eps, step_size, bc2_sqrt, grad_scale;
+};
+
+__global__ void adamw_kernel(adamw_coef k, float *w, const float *g, float *m, float *v, bf16 *w16, int64_t n) {
+    GRID_STRIDE(i, n) {
+        float gi = k.grad_scale * g[i];
+        float mi = m[i] + (gi - m[i]) * (1.0f - k.beta1); /* PyTorch: m.lerp_(g, 1 - beta1) */
+        float vi = v[i] * k.beta2 + (1.0f - k.beta2) * gi * gi;
+        float wi = w[i] * k.lr_wd_decay - k.step_size * mi / (sqrtf(vi) / k.bc2_sqrt + k.eps);
+        m[i] = mi, v[i] = vi, w[i] = wi;
+        if (w16) w16[i] = __float2bfloat16_rn(wi);
+    }
+}
+
+extern "C" void adamw_step_cuda(const adamw_params_t *p, tensor_t *w, const tensor_t *grad, tensor_t *m, tensor_t *v,
+                                tensor_t *w_bf16) {
+    int64_t n = tensor_numel(w);
+    if (n == 0) return;
+    double bc1 = 1.0 - pow(p->beta1, (double)p->step), bc2 = 1.0 - pow(p->beta2, (double)p->step);
+    adamw_coef k = {(float)(1.0 - p->lr * p->weight_decay), (float)p->beta1, (float)p->beta2, (float)p->eps,
+                    (float)(p->lr / bc1), (float)sqrt(bc2), (float)p->grad_scale};
+    adamw_kernel<<<grid_for(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
+        k, (float *)w->data, (const float *)grad->data, (float *)m->data, (float *)v->data,
+        w_bf16 ? (bf16 *)w_bf16->data : NULL, n);
+    CUDA_CHECK_LAUNCH();
+}
