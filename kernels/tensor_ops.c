@@ -45,6 +45,16 @@ void tensor_convert(const tensor_t *x, tensor_t *y) {
     CUDA_OR_FAIL("tensor_convert", tensor_convert_cuda(x, y));
 }
 
+void tensor_scale(float alpha, tensor_t *x) {
+    if (x->device == DEVICE_CPU) {
+        CHECK(x->dtype == DTYPE_F32, "tensor_scale: the CPU backend takes float32");
+        float *xs = x->data;
+        for (int64_t i = 0, n = tensor_numel(x); i < n; i++) xs[i] *= alpha;
+        return;
+    }
+    CUDA_OR_FAIL("tensor_scale", tensor_axpy_cuda(alpha - 1.0f, x, x));
+}
+
 void tensor_axpy(float alpha, const tensor_t *x, tensor_t *y) {
     same_device("tensor_axpy", x, y);
     CHECK(tensor_numel(x) == tensor_numel(y), "tensor_axpy: %lld and %lld elements", (long long)tensor_numel(x),

@@ -15,6 +15,8 @@ extern "C" {
 void tensor_zero(tensor_t *x);
 /* y = x, converting dtype (same device, same number of elements). */
 void tensor_convert(const tensor_t *x, tensor_t *y);
+/* x *= alpha. */
+void tensor_scale(float alpha, tensor_t *x);
 /* y += alpha * x; same number of elements (shapes may differ, e.g. a view). */
 void tensor_axpy(float alpha, const tensor_t *x, tensor_t *y);
 /* y [R, C] (any leading shape, last dim C) += v [C] in every row. */

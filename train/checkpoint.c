@@ -12,7 +12,7 @@
 #include "h5_tensor.h"
 #include "weights.h"
 
-static int make_dir(const char *path, char *err, size_t errlen) {
+int ckpt_prepare_dir(const char *path, char *err, size_t errlen) {
     char buf[1024];
     snprintf(buf, sizeof buf, "%s", path);
     for (char *p = buf + 1; *p; p++) /* mkdir -p */
@@ -64,7 +64,7 @@ static void ckpt_name(const char *dir, int64_t step, char *out, size_t len) {
 
 int ckpt_write(const char *out_dir, const ckpt_state_t *s, const param_table_t *t, const char *config_text,
                int keep_last, char *path_out, size_t path_len, char *err, size_t errlen) {
-    if (make_dir(out_dir, err, errlen)) return -1;
+    if (ckpt_prepare_dir(out_dir, err, errlen)) return -1;
     char path[1100];
     ckpt_name(out_dir, s->step, path, sizeof path);
     char seed[32]; /* 64-bit unsigned: stored as text so that no bit is lost */

@@ -28,6 +28,9 @@ typedef struct ckpt_state {
     float *ema;             /* NULL when the run keeps no EMA */
 } ckpt_state_t;
 
+/* Creates out_dir and its parents when missing (mkdir -p). 0 or -1 with err. */
+int ckpt_prepare_dir(const char *out_dir, char *err, size_t errlen);
+
 /* Writes OUT_DIR/ckpt-<step>.h5 (creating OUT_DIR if needed) and prunes to keep_last files.
  * path_out receives the file name. 0 or -1 with err. */
 int ckpt_write(const char *out_dir, const ckpt_state_t *s, const param_table_t *t, const char *config_text,

@@ -1,0 +1,361 @@
+/* train/trainer.c — the training loop (trainer.h). */
+#include "trainer.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "check.h"
+#include "checkpoint.h"
+#include "dataset.h"
+#include "dit.h"
+#include "objective.h"
+#include "sampler.h"
+#include "weights.h"
+
+static volatile sig_atomic_t stop_requested = 0;
+static void on_signal(int sig) { stop_requested = sig; }
+
+typedef struct trainer {
+    const run_config_t *cfg;
+    trainer_rank_t who;
+    dataset_t data;
+    sampler_t sampler;
+    dit_t model;
+    tensor_t adam_m, adam_v, ema;         /* f32 [total] on the device (ema empty when off) */
+    int64_t step, bad_steps;
+    sampler_cursor_t cursor;
+    uint64_t seed;
+    /* one micro-batch: host staging and device tensors */
+    int64_t *indices;
+    float *x0, *xs, *target, *t, *text;   /* host */
+    tensor_t d_lat, d_t, d_text, d_target, d_pred, d_dpred;
+    FILE *metrics;
+    char config_text[8192];
+    double sparsity;                      /* fraction of key blocks skipped by SLA's sparse branch */
+} trainer_t;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* Prints "fmt % detail" and returns status 2 (bad input: config, data, weights, checkpoint); run-time
+ * failures return 1. */
+static int fail(const char *fmt, const char *detail) {
+    fprintf(stderr, fmt, detail);
+    fputc('\n', stderr);
+    return 2;
+}
+
+/* Device tensors of one micro-batch, in f32. */
+static void alloc_batch(trainer_t *tr) {
+    const dataset_t *ds = &tr->data;
+    device_t dev = tr->model.device;
+    int64_t B = tr->cfg->batch;
+    int64_t lat[5] = {B, ds->channels, ds->frames, ds->height, ds->width};
+    tr->indices = xcalloc((unsigned long)B, sizeof(int64_t));
+    tr->x0 = xmalloc(sizeof(float) * (unsigned long)(B * ds->latent_numel));
+    tr->xs = xmalloc(sizeof(float) * (unsigned long)(B * ds->latent_numel));
+    tr->target = xmalloc(sizeof(float) * (unsigned long)(B * ds->latent_numel));
+    tr->text = xmalloc(sizeof(float) * (unsigned long)(B * ds->text_numel));
+    tr->t = xmalloc(sizeof(float) * (unsigned long)B);
+    tr->d_lat = tensor_alloc(DTYPE_F32, dev, 5, lat);
+    tr->d_target = tensor_alloc(DTYPE_F32, dev, 5, lat);
+    tr->d_pred = tensor_alloc(DTYPE_F32, dev, 5, lat);
+    tr->d_dpred = tensor_alloc(DTYPE_F32, dev, 5, lat);
+    tr->d_t = tensor_alloc(DTYPE_F32, dev, 1, &B);
+    tr->d_text = tensor_alloc(DTYPE_F32, dev, 3, (int64_t[]){B, ds->text_len, ds->text_dim});
+}
+
+static void upload(tensor_t *dst, const float *host) {
+    tensor_t h = tensor_make(DTYPE_F32, DEVICE_CPU, dst->ndim, dst->shape);
+    h.data = (void *)host;
+    tensor_copy(dst, &h);
+}
+
+static void download(float *host, const tensor_t *src) {
+    tensor_t h = tensor_make(DTYPE_F32, DEVICE_CPU, src->ndim, src->shape);
+    h.data = host;
+    tensor_copy(&h, src);
+}
+
+/* The model's view of the data must match it; say which number differs. */
+static int check_data_fits_model(const trainer_t *tr) {
+    const dataset_t *ds = &tr->data;
+    const model_config_t *mc = &tr->cfg->model;
+    char msg[512];
+    if (ds->channels != mc->in_channels)
+        snprintf(msg, sizeof msg, "the dataset has %d latent channels, the model expects %d", ds->channels, mc->in_channels);
+    else if (ds->text_dim != mc->text_dim)
+        snprintf(msg, sizeof msg, "the dataset's text embeddings have width %d, the model's text_dim is %d", ds->text_dim,
+                 mc->text_dim);
+    else if (ds->text_len > mc->text_len)
+        snprintf(msg, sizeof msg, "the dataset has %d text tokens, more than the model's text_len %d", ds->text_len,
+                 mc->text_len);
+    else if (ds->frames % mc->patch_f || ds->height % mc->patch_h || ds->width % mc->patch_w)
+        snprintf(msg, sizeof msg, "latent frames x height x width %d x %d x %d are not divisible by the patch %dx%dx%d",
+                 ds->frames, ds->height, ds->width, mc->patch_f, mc->patch_h, mc->patch_w);
+    else
+        return 0;
+    return fail("sla-train: data = %s", msg);
+}
+
+static device_t pick_device(const char *backend) {
+    if (!strcmp(backend, "cpu")) return DEVICE_CPU;
+    if (!strcmp(backend, "cuda")) return DEVICE_CUDA;
+    return ops_cuda_available() ? DEVICE_CUDA : DEVICE_CPU;
+}
+
+static ckpt_state_t host_state(const trainer_t *tr) {
+    ckpt_state_t s;
+    memset(&s, 0, sizeof s);
+    size_t n = tr->model.table.total;
+    s.params = xmalloc(sizeof(float) * n), s.adam_m = xmalloc(sizeof(float) * n), s.adam_v = xmalloc(sizeof(float) * n);
+    s.ema = tr->ema.data ? xmalloc(sizeof(float) * n) : NULL;
+    return s;
+}
+
+static void free_host_state(ckpt_state_t *s) { free(s->params), free(s->adam_m), free(s->adam_v), free(s->ema); }
+
+static int write_checkpoint(trainer_t *tr) {
+    ckpt_state_t s = host_state(tr);
+    download(s.params, &tr->model.params), download(s.adam_m, &tr->adam_m), download(s.adam_v, &tr->adam_v);
+    if (s.ema) download(s.ema, &tr->ema);
+    s.step = tr->step, s.data_epoch = tr->cursor.epoch, s.data_position = tr->cursor.position;
+    s.seed = tr->seed, s.bad_steps = tr->bad_steps;
+    char path[1200], err[2048];
+    int rc = ckpt_write(tr->cfg->out_dir, &s, &tr->model.table, tr->config_text, tr->cfg->keep_last, path, sizeof path,
+                        err, sizeof err);
+    free_host_state(&s);
+    if (rc) {
+        fprintf(stderr, "sla-train: checkpoint not written: %s\n", err);
+        return 1;
+    }
+    printf("checkpoint %s\n", path);
+    return 0;
+}
+
+/* Parameters and optimizer state from a checkpoint, init_weights or a seeded init. */
+static int load_start_state(trainer_t *tr) {
+    const run_config_t *cfg = tr->cfg;
+    ckpt_state_t s = host_state(tr);
+    char err[2400], path[1200];
+    int loaded = 0;
+    if (!strcmp(cfg->resume, "auto")) {
+        loaded = ckpt_resume_latest(cfg->out_dir, &s, &tr->model.table, path, sizeof path, err, sizeof err);
+        if (loaded < 0) {
+            free_host_state(&s);
+            return fail("sla-train: resume = auto: %s", err);
+        }
+    } else if (cfg->resume[0]) {
+        if (ckpt_read(cfg->resume, &s, &tr->model.table, NULL, 0, err, sizeof err)) {
+            free_host_state(&s);
+            return fail("sla-train: resume: %s", err);
+        }
+        snprintf(path, sizeof path, "%s", cfg->resume);
+        loaded = 1;
+    }
+    if (loaded) {
+        sampler_cursor_t c = {s.data_epoch, s.data_position};
+        if (sampler_cursor_check(&tr->sampler, c, err, sizeof err)) {
+            free_host_state(&s);
+            return fail("sla-train: the checkpoint's data cursor does not fit this dataset: %s", err);
+        }
+        if (s.seed != cfg->seed)
+            fprintf(stderr, "warning: the checkpoint's seed %llu replaces the config's seed %llu\n",
+                    (unsigned long long)s.seed, (unsigned long long)cfg->seed);
+        tr->step = s.step, tr->cursor = c, tr->seed = s.seed, tr->bad_steps = s.bad_steps;
+        printf("resumed from %s at step %lld\n", path, (long long)s.step);
+    } else {
+        memset(s.adam_m, 0, sizeof(float) * tr->model.table.total);
+        memset(s.adam_v, 0, sizeof(float) * tr->model.table.total);
+        if (cfg->init_weights[0]) {
+            int zeroed = 0;
+            memset(s.params, 0, sizeof(float) * tr->model.table.total);
+            if (weights_load(cfg->init_weights, &tr->model.table, s.params, &zeroed, err, sizeof err)) {
+                free_host_state(&s);
+                return fail("sla-train: init_weights: %s", err);
+            }
+            printf("initial weights from %s%s\n", cfg->init_weights,
+                   zeroed ? " (dense checkpoint: SLA projections start at zero)" : "");
+        } else {
+            param_table_init(&tr->model.table, tr->seed, s.params);
+        }
+        if (s.ema) memcpy(s.ema, s.params, sizeof(float) * tr->model.table.total);
+    }
+    upload(&tr->model.params, s.params), upload(&tr->adam_m, s.adam_m), upload(&tr->adam_v, s.adam_v);
+    if (s.ema) upload(&tr->ema, s.ema);
+    dit_params_changed(&tr->model);
+    free_host_state(&s);
+    return 0;
+}
+
+/* One micro-batch: read, noise, forward, loss, backward. Returns the loss or NaN. */
+static double micro_step(trainer_t *tr, int micro) {
+    const run_config_t *cfg = tr->cfg;
+    const dataset_t *ds = &tr->data;
+    int B = cfg->batch, W = tr->who.world;
+    char err[1024];
+    sampler_indices(&tr->sampler, tr->cursor, tr->who.rank, W, B, tr->indices);
+    for (int i = 0; i < B; i++)
+        if (dataset_read(&tr->data, tr->indices[i], tr->x0 + (size_t)i * ds->latent_numel,
+                         tr->text + (size_t)i * ds->text_numel, err, sizeof err)) {
+            fprintf(stderr, "sla-train: %s\n", err);
+            exit(1);
+        }
+    int64_t first_slot = ((int64_t)micro * W + tr->who.rank) * B;
+    flow_noise_batch(tr->seed, tr->step + 1, first_slot, B, (long)ds->latent_numel, cfg->shift, tr->x0, tr->xs,
+                     tr->target, tr->t);
+    upload(&tr->d_lat, tr->xs), upload(&tr->d_target, tr->target), upload(&tr->d_t, tr->t);
+    upload(&tr->d_text, tr->text);
+    tr->cursor = sampler_advance(&tr->sampler, tr->cursor, W, B);
+    dit_forward(&tr->model, &tr->d_lat, &tr->d_t, &tr->d_text, &tr->d_pred);
+    double loss = mse_loss(&tr->d_pred, &tr->d_target, 1.0 / cfg->grad_accum, &tr->d_dpred);
+    if (isfinite(loss)) dit_backward(&tr->model, &tr->d_dpred);
+    return loss;
+}
+
+/* AdamW on every parameter tensor, with the table's weight-decay mask; then the EMA. */
+static void optimizer_step(trainer_t *tr, double lr, double grad_scale) {
+    const run_config_t *cfg = tr->cfg;
+    dit_t *m = &tr->model;
+    for (int i = 0; i < m->table.count; i++) {
+        const param_info_t *p = &m->table.p[i];
+        adamw_params_t ap = {lr, cfg->beta1, cfg->beta2, cfg->adam_eps, p->weight_decay ? cfg->weight_decay : 0.0,
+                             grad_scale, tr->step};
+        tensor_t w = dit_param(m, i), g = dit_grad(m, i), wb = dit_param_work(m, i);
+        tensor_t mm = tensor_make(DTYPE_F32, m->device, p->ndim, p->shape), vv = mm;
+        mm.data = (float *)tr->adam_m.data + p->offset, vv.data = (float *)tr->adam_v.data + p->offset;
+        adamw_step(&ap, &w, &g, &mm, &vv, m->device == DEVICE_CUDA ? &wb : NULL);
+    }
+    if (tr->ema.data) {
+        tensor_scale((float)cfg->ema_decay, &tr->ema);
+        tensor_axpy((float)(1.0 - cfg->ema_decay), &m->params, &tr->ema);
+    }
+}
+
+static void log_step(trainer_t *tr, double loss, double gnorm, double lr, double dt, int skipped, double t_start,
+                     int64_t first_step) {
+    const run_config_t *cfg = tr->cfg;
+    double tokens = (double)cfg->batch * cfg->grad_accum * tr->model.L * tr->who.world;
+    double elapsed = now_s() - t_start, per_step = elapsed / (double)(tr->step - first_step);
+    double eta = per_step * (double)(cfg->steps - tr->step);
+    if (tr->step % cfg->log_every == 0 || tr->step == cfg->steps || skipped)
+        printf("step %lld/%d  loss %.5f  grad %.3f  lr %.2e  %.3f s/step  %.0f tok/s  ETA %.0fs%s\n",
+               (long long)tr->step, cfg->steps, loss, gnorm, lr, dt, tokens / dt, eta, skipped ? "  (skipped)" : "");
+    if (tr->metrics) {
+        fprintf(tr->metrics,
+                "{\"step\": %lld, \"loss\": %.9g, \"grad_norm\": %.9g, \"lr\": %.9g, \"time\": %.6f, "
+                "\"tokens_per_s\": %.3f, \"sparsity\": %.6f, \"skipped\": %s}\n",
+                (long long)tr->step, loss, gnorm, lr, dt, tokens / dt, tr->sparsity, skipped ? "true" : "false");
+        fflush(tr->metrics);
+    }
+    fflush(stdout);
+}
+
+static int setup(trainer_t *tr, const run_config_t *cfg, trainer_rank_t who) {
+    char err[2048];
+    memset(tr, 0, sizeof *tr);
+    tr->cfg = cfg, tr->who = who, tr->seed = cfg->seed;
+    config_format(cfg, tr->config_text, sizeof tr->config_text);
+    if (!cfg->data[0]) return fail("sla-train: %s", "data is empty: give the dataset files (data = a.h5,b.h5)");
+    if (dataset_open(cfg->data, &tr->data, err, sizeof err)) return fail("sla-train: data: %s", err);
+    if (check_data_fits_model(tr)) return 1;
+    if (sampler_init(&tr->sampler, cfg->seed, tr->data.n, err, sizeof err)) return fail("sla-train: %s", err);
+    device_t dev = pick_device(cfg->backend);
+    if (dit_init(&tr->model, &cfg->model, dev, cfg->batch, tr->data.frames, tr->data.height, tr->data.width,
+                 cfg->recompute, err, sizeof err))
+        return fail("sla-train: model: %s", err);
+    int64_t total = (int64_t)tr->model.table.total;
+    tr->adam_m = tensor_alloc(DTYPE_F32, dev, 1, &total);
+    tr->adam_v = tensor_alloc(DTYPE_F32, dev, 1, &total);
+    if (cfg->ema_decay > 0) tr->ema = tensor_alloc(DTYPE_F32, dev, 1, &total);
+    alloc_batch(tr);
+    sla_dims_t d;
+    if (cfg->model.attention == ATTENTION_SLA &&
+        !sla_dims_make(&cfg->model.sla, 1, 1, tr->model.L, cfg->model.dim / cfg->model.heads, &d, NULL, err, sizeof err))
+        tr->sparsity = 1.0 - (double)d.kappa / d.Tn;
+    printf("model %s on %s: %lld parameters, %d tokens per sample, attention %s (sparsity %.3f)\n", cfg->model.preset,
+           device_name(dev), (long long)param_table_numel(&tr->model.table), tr->model.L,
+           cfg->model.attention == ATTENTION_SLA ? "sla" : "dense", tr->sparsity);
+    printf("data %s: %lld samples of [%d, %d, %d, %d], text [%d, %d]\n", cfg->data, (long long)tr->data.n,
+           tr->data.channels, tr->data.frames, tr->data.height, tr->data.width, tr->data.text_len, tr->data.text_dim);
+    if (load_start_state(tr)) return 1;
+    if (tr->who.rank == 0) {
+        char mpath[1100];
+        if (ckpt_prepare_dir(cfg->out_dir, err, sizeof err)) return fail("sla-train: out_dir: %s", err);
+        snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", cfg->out_dir);
+        tr->metrics = fopen(mpath, "a");
+        if (!tr->metrics) return fail("sla-train: cannot append to %s", mpath);
+    }
+    return 0;
+}
+
+static void teardown(trainer_t *tr) {
+    if (tr->metrics) fclose(tr->metrics);
+    free(tr->indices), free(tr->x0), free(tr->xs), free(tr->target), free(tr->text), free(tr->t);
+    tensor_free(&tr->d_lat), tensor_free(&tr->d_t), tensor_free(&tr->d_text), tensor_free(&tr->d_target);
+    tensor_free(&tr->d_pred), tensor_free(&tr->d_dpred);
+    tensor_free(&tr->adam_m), tensor_free(&tr->adam_v), tensor_free(&tr->ema);
+    dit_free(&tr->model);
+    sampler_free(&tr->sampler);
+    dataset_close(&tr->data);
+}
+
+int trainer_run(const run_config_t *cfg, trainer_rank_t who) {
+    trainer_t tr;
+    int rc = setup(&tr, cfg, who);
+    if (rc) {
+        teardown(&tr);
+        return rc;
+    }
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    int64_t first_step = tr.step;
+    double t_start = now_s();
+    while (tr.step < cfg->steps) {
+        double t0 = now_s(), loss = 0.0;
+        dit_zero_grads(&tr.model);
+        for (int micro = 0; micro < cfg->grad_accum; micro++) loss += micro_step(&tr, micro) / cfg->grad_accum;
+        tr.step++;
+        double gnorm = NAN, lr = lr_at(tr.step, cfg->steps, cfg->warmup, cfg->lr, cfg->min_lr,
+                                       !strcmp(cfg->lr_schedule, "cosine"));
+        int skipped = !isfinite(loss);
+        if (!skipped) {
+            gnorm = sqrt(sum_squares(&tr.model.grads));
+            skipped = !isfinite(gnorm);
+        }
+        if (skipped) {
+            tr.bad_steps++;
+            fprintf(stderr, "warning: step %lld: non-finite loss or gradient (loss %g, grad norm %g); step skipped (%lld in a row)\n",
+                    (long long)tr.step, loss, gnorm, (long long)tr.bad_steps);
+            if (tr.bad_steps >= cfg->max_bad_steps) {
+                fprintf(stderr, "sla-train: %lld non-finite steps in a row (max_bad_steps = %d); stopping without "
+                                "updating the weights further\n", (long long)tr.bad_steps, cfg->max_bad_steps);
+                teardown(&tr);
+                return 1;
+            }
+        } else {
+            tr.bad_steps = 0;
+            double clip = cfg->clip_grad > 0 && gnorm > cfg->clip_grad ? cfg->clip_grad / (gnorm + 1e-6) : 1.0;
+            optimizer_step(&tr, lr, clip);
+        }
+        log_step(&tr, loss, gnorm, lr, now_s() - t0, skipped, t_start, first_step);
+        int due = cfg->ckpt_every > 0 && tr.step % cfg->ckpt_every == 0;
+        if ((due || tr.step == cfg->steps || stop_requested) && tr.who.rank == 0 && write_checkpoint(&tr)) {
+            teardown(&tr);
+            return 1;
+        }
+        if (stop_requested) {
+            printf("signal %d: stopped after step %lld with a checkpoint\n", (int)stop_requested, (long long)tr.step);
+            break;
+        }
+    }
+    teardown(&tr);
+    return 0;
+}
