@@ -37,6 +37,7 @@ void sla_backward(const sla_config_t *cfg, const sla_dims_t *dims, const tensor_
                   tensor_t *dq, tensor_t *dk, tensor_t *dv, tensor_t *dproj_w, tensor_t *dproj_b);
 
 #include "nn_ops.h"
+#include "tensor_ops.h"
 
 #ifdef __cplusplus
 }
