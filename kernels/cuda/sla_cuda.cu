@@ -1,0 +1,366 @@
+/* kernels/cuda/sla_cuda.cu — the CUDA attention backend's launchers (sla_cuda.h): SLA forward and
+ * backward and dense attention, composed from the kernels of sla_select.cu, sla_linear.cu and
+ * sla_flash.cu.
+ *
+ * sla_forward_cuda overwrites o and fills saved (lut unless given, neg, lse, os, ol); the
+ * backward overwrites dq, dk, dv, dproj_w, dproj_b. Nothing synchronises the host: the whole
+ * operator can be captured in a CUDA graph once a first call has sized the workspace (a device
+ * buffer grown on demand and shared by all calls on the backend's stream; growing it while a
+ * capture is in progress is refused with a message). The backward recomputes the index lists and
+ * the linear branch's states from the inputs, so saved.extra is empty.
+ *
+ * Order of the forward: selection -> linear branch (writes ol and o = Ol W^T + b) -> sparse
+ * flash kernel (o += Os, writes os, lse). Backward: lists and Ds -> linear branch (writes its part
+ * of dq, dk, dv) -> proj gradients -> sparse dq and dk/dv kernels (add their parts). */
+#include <string.h>
+
+#include "sla_cuda.h"
+#include "sla_cuda_ext.h"
+#include "sla_internal.cuh"
+
+namespace {
+
+/* ---- workspace -------------------------------------------------------------------------------- */
+
+char *g_ws = nullptr;
+size_t g_ws_size = 0;
+
+void *ws_reserve(size_t bytes) {
+    if (bytes <= g_ws_size) return g_ws;
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    CUDA_CHECK(cudaStreamIsCapturing(cuda_stream(), &cs));
+    CHECK(cs == cudaStreamCaptureStatusNone,
+          "SLA CUDA: the workspace must grow to %zu bytes during a graph capture; call the op once before capturing",
+          bytes);
+    if (g_ws) CUDA_CHECK(cudaFree(g_ws)); /* cudaFree waits for work that may still use it */
+    g_ws = nullptr, g_ws_size = 0;
+    cudaError_t err = cudaMalloc(&g_ws, bytes);
+    CHECK(err == cudaSuccess, "SLA CUDA: cannot allocate a %zu-byte workspace: %s", bytes, cudaGetErrorString(err));
+    g_ws_size = bytes;
+    return g_ws;
+}
+
+/* Carves aligned pieces; with base == null it only measures. */
+struct Bump {
+    char *base = nullptr;
+    size_t off = 0;
+    template <typename T> T *take(size_t n) {
+        size_t b = (n * sizeof(T) + 255) & ~(size_t)255;
+        T *p = base ? reinterpret_cast<T *>(base + off) : nullptr;
+        off += b;
+        return p;
+    }
+};
+
+struct LinMode {
+    int active, empty, sub, L;
+};
+
+/* Which list the linear branch walks: the shorter of (critical + negligible) and marginal. */
+LinMode lin_mode(const sla_config_t *cfg, const sla_dims_t *d) {
+    if (cfg->variant == SLA_VARIANT_ALL) return {1, 0, 1, 0};
+    int marg = d->Tn - d->kappa - d->n_negl, sel = d->kappa + d->n_negl;
+    if (marg <= 0) return {0, 1, 1, 0};
+    return sel <= marg ? LinMode{1, 0, 1, sel} : LinMode{1, 0, 0, marg};
+}
+
+struct SlaWs {
+    float *qbar, *ksum, *kbar, *scores;
+    uint8_t *map;
+    int *lin_list, *cnt, *tlut_off, *tlut_ent, *tlin_off, *tlin_ent;
+    bf16 *phik, *qhat, *dol;
+    float *z, *part, *colpart, *Htot, *Ztot, *Ds, *beta, *Atot, *betatot;
+    bf16 *cq, *ck, *cv, *cg; /* bf16 copies of fp32 inputs */
+};
+
+void ws_plan(Bump &b, SlaWs &w, const sla_dims_t *d, const LinMode &lm, int conv) {
+    size_t BH = (size_t)d->B * d->H, N = d->N, D = d->D, Tm = d->Tm, Tn = d->Tn;
+    size_t nch = (size_t)lin_outer_nchunk(d->N);
+    w.qbar = b.take<float>(BH * Tm * D);
+    w.ksum = b.take<float>(BH * Tn * D);
+    w.kbar = b.take<float>(BH * Tn * D);
+    w.scores = b.take<float>(BH * Tm * Tn);
+    w.map = b.take<uint8_t>(BH * Tm * Tn);
+    w.lin_list = b.take<int>(BH * Tm * (lm.L > 0 ? lm.L : 1));
+    w.cnt = b.take<int>(BH * Tn);
+    w.tlut_off = b.take<int>(BH * (Tn + 1));
+    w.tlut_ent = b.take<int>(BH * Tm * d->kappa);
+    w.tlin_off = b.take<int>(BH * (Tn + 1));
+    w.tlin_ent = b.take<int>(BH * Tm * (lm.L > 0 ? lm.L : 1));
+    w.phik = b.take<bf16>(BH * N * D);
+    w.qhat = b.take<bf16>(BH * N * D);
+    w.dol = b.take<bf16>(BH * N * D);
+    w.z = b.take<float>(BH * Tn * D);
+    w.part = b.take<float>(BH * nch * D * D);
+    w.colpart = b.take<float>(BH * nch * D);
+    w.Htot = b.take<float>(BH * D * D);
+    w.Ztot = b.take<float>(BH * D);
+    w.Ds = b.take<float>(BH * N);
+    w.beta = b.take<float>(BH * Tm * D);
+    w.Atot = b.take<float>(BH * D * D);
+    w.betatot = b.take<float>(BH * D);
+    size_t nconv = conv ? BH * N * D : 0;
+    w.cq = b.take<bf16>(nconv), w.ck = b.take<bf16>(nconv), w.cv = b.take<bf16>(nconv), w.cg = b.take<bf16>(nconv);
+}
+
+SlaWs ws_get(const sla_dims_t *d, const LinMode &lm, int conv) {
+    SlaWs w;
+    Bump b;
+    ws_plan(b, w, d, lm, conv);
+    b.base = static_cast<char *>(ws_reserve(b.off));
+    b.off = 0;
+    ws_plan(b, w, d, lm, conv);
+    return w;
+}
+
+__global__ void f32_to_bf16_kernel(const float *x, bf16 *y, long n) {
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+        y[i] = __float2bfloat16_rn(x[i]);
+}
+
+/* The bf16 data of an input tensor: its own, or a converted copy in `scratch`. */
+const bf16 *as_bf16(const tensor_t *t, bf16 *scratch, const char *op, const char *name) {
+    CHECK(t->device == DEVICE_CUDA, "%s: %s must be on the GPU", op, name);
+    if (t->dtype == DTYPE_BF16) return static_cast<const bf16 *>(t->data);
+    CHECK(t->dtype == DTYPE_F32, "%s: %s is %s; the CUDA backend takes bfloat16 (or float32, converted)", op, name,
+          dtype_name(t->dtype));
+    CHECK(scratch, "%s: internal error: no conversion buffer for %s", op, name);
+    long n = tensor_numel(t);
+    f32_to_bf16_kernel<<<(unsigned)((n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096), 256, 0, cuda_stream()>>>(
+        static_cast<const float *>(t->data), scratch, n);
+    CUDA_CHECK_LAUNCH();
+    return scratch;
+}
+
+void expect_dtype(const char *op, const char *name, const tensor_t *t, dtype_t want) {
+    CHECK(t->device == DEVICE_CUDA && t->dtype == want, "%s: %s must be a %s tensor on the GPU (got %s on %s)", op,
+          name, dtype_name(want), dtype_name(t->dtype), device_name(t->device));
+}
+
+void check_sla_dims(const char *op, const sla_dims_t *d) {
+    CHECK(d->D == 64 || d->D == 128, "%s: head dim %d unsupported by the CUDA backend (64 or 128)", op, d->D);
+    CHECK(d->blk_q == 64 || d->blk_q == 128, "%s: blk_q = %d unsupported by the CUDA backend (64 or 128)", op,
+          d->blk_q);
+    CHECK(d->blk_k == 64 || d->blk_k == 128, "%s: blk_k = %d unsupported by the CUDA backend (64 or 128)", op,
+          d->blk_k);
+}
+
+int any_f32(const tensor_t *a, const tensor_t *b, const tensor_t *c, const tensor_t *e) {
+    return a->dtype == DTYPE_F32 || b->dtype == DTYPE_F32 || c->dtype == DTYPE_F32 || (e && e->dtype == DTYPE_F32);
+}
+
+LinParams lin_params(const sla_config_t *cfg, const sla_dims_t *d, const LinMode &lm, const SlaWs &w) {
+    LinParams p;
+    memset(&p, 0, sizeof p);
+    p.phik = w.phik, p.z = w.z, p.Htot = w.Htot, p.Ztot = w.Ztot;
+    p.list = lm.L > 0 ? w.lin_list : nullptr, p.L = lm.L, p.sub = lm.sub;
+    p.tpb = d->blk_k / 64, p.spb = d->blk_q / 64;
+    p.N = d->N, p.Tm = d->Tm, p.Tn = d->Tn;
+    p.feature = (int)cfg->feature, p.all = cfg->variant == SLA_VARIANT_ALL, p.empty = !lm.active;
+    return p;
+}
+
+/* Linear states shared by forward and backward: lists, phik, z, Htot, Ztot. */
+void lin_states(const sla_config_t *cfg, const sla_dims_t *d, const LinMode &lm, const SlaWs &w, const int *lut,
+                const int *neg, int neg_ld, const bf16 *k, const bf16 *v) {
+    int BH = d->B * d->H;
+    sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map, lm.sub,
+                      lm.L > 0 ? w.lin_list : nullptr, lm.L);
+    lin_phik_launch(k, w.phik, w.z, BH, d->N, d->D, d->blk_k, d->Tn, (int)cfg->feature);
+    int nch = lin_outer_launch(w.phik, v, BH, d->N, d->D, w.part, w.colpart);
+    lin_reduce_launch(w.part, w.Htot, BH, nch, (long)d->D * d->D);
+    lin_reduce_launch(w.colpart, w.Ztot, BH, nch, d->D);
+}
+
+} // namespace
+
+extern "C" size_t sla_cuda_extra_bytes(const sla_dims_t *d) {
+    (void)d;
+    return 0;
+}
+
+extern "C" size_t sla_cuda_workspace_bytes(void) { return g_ws_size; }
+
+extern "C" void sla_select_cuda(const sla_config_t *cfg, const sla_dims_t *d, const tensor_t *q, const tensor_t *k,
+                                int lut_given, sla_saved_t *saved) {
+    const char *op = "sla_select_cuda";
+    check_sla_dims(op, d);
+    LinMode lm = lin_mode(cfg, d);
+    SlaWs w = ws_get(d, lm, q->dtype == DTYPE_F32 || k->dtype == DTYPE_F32);
+    const bf16 *qb = as_bf16(q, w.cq, op, "q"), *kb = as_bf16(k, w.ck, op, "k");
+    sla_select_launch(qb, kb, d->B * d->H, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, d->kappa, d->n_negl,
+                      lut_given, static_cast<int *>(saved->lut.data), static_cast<int *>(saved->neg.data),
+                      (int)saved->neg.shape[3], w.qbar, w.ksum, w.kbar, w.scores);
+}
+
+extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, const tensor_t *q, const tensor_t *k,
+                                 const tensor_t *v, const tensor_t *proj_w, const tensor_t *proj_b, int lut_given,
+                                 tensor_t *o, sla_saved_t *saved) {
+    const char *op = "sla_forward (cuda)";
+    check_sla_dims(op, d);
+    expect_dtype(op, "o", o, DTYPE_BF16);
+    expect_dtype(op, "saved.os", &saved->os, DTYPE_BF16);
+    expect_dtype(op, "saved.ol", &saved->ol, DTYPE_BF16);
+    expect_dtype(op, "saved.lse", &saved->lse, DTYPE_F32);
+    expect_dtype(op, "saved.lut", &saved->lut, DTYPE_I32);
+    expect_dtype(op, "saved.neg", &saved->neg, DTYPE_I32);
+    expect_dtype(op, "proj_w", proj_w, DTYPE_F32);
+    expect_dtype(op, "proj_b", proj_b, DTYPE_F32);
+    const int BH = d->B * d->H;
+    LinMode lm = lin_mode(cfg, d);
+    SlaWs w = ws_get(d, lm, any_f32(q, k, v, nullptr));
+    const bf16 *qb = as_bf16(q, w.cq, op, "q"), *kb = as_bf16(k, w.ck, op, "k"), *vb = as_bf16(v, w.cv, op, "v");
+    int *lut = static_cast<int *>(saved->lut.data), *neg = static_cast<int *>(saved->neg.data);
+    const int neg_ld = (int)saved->neg.shape[3];
+
+    sla_select_launch(qb, kb, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, d->kappa, d->n_negl, lut_given, lut,
+                      neg, neg_ld, w.qbar, w.ksum, w.kbar, w.scores);
+
+    LinParams lp = lin_params(cfg, d, lm, w);
+    lp.q = qb, lp.v = vb;
+    lp.W = static_cast<const float *>(proj_w->data), lp.b = static_cast<const float *>(proj_b->data);
+    lp.ol = static_cast<bf16 *>(saved->ol.data), lp.o = static_cast<bf16 *>(o->data);
+    if (lm.active) lin_states(cfg, d, lm, w, lut, neg, neg_ld, kb, vb);
+    lin_forward_launch(lp, BH, d->D, d->blk_q);
+
+    FlashParams fp;
+    memset(&fp, 0, sizeof fp);
+    fp.q = qb, fp.k = kb, fp.v = vb;
+    fp.o = static_cast<bf16 *>(o->data), fp.os = static_cast<bf16 *>(saved->os.data);
+    fp.lse_out = static_cast<float *>(saved->lse.data);
+    fp.lut = lut, fp.kappa = d->kappa, fp.tpb = d->blk_k / 64, fp.Tq = d->Tm;
+    fp.Nq = d->N, fp.Nk = d->N, fp.add = 1;
+    flash_forward(fp, BH, d->D, d->blk_q);
+}
+
+extern "C" void sla_backward_cuda(const sla_config_t *cfg, const sla_dims_t *d, const tensor_t *q, const tensor_t *k,
+                                  const tensor_t *v, const tensor_t *proj_w, const sla_saved_t *saved,
+                                  const tensor_t *dout, tensor_t *dq, tensor_t *dk, tensor_t *dv, tensor_t *dproj_w,
+                                  tensor_t *dproj_b) {
+    const char *op = "sla_backward (cuda)";
+    check_sla_dims(op, d);
+    expect_dtype(op, "dq", dq, DTYPE_BF16);
+    expect_dtype(op, "dk", dk, DTYPE_BF16);
+    expect_dtype(op, "dv", dv, DTYPE_BF16);
+    expect_dtype(op, "saved.os", &saved->os, DTYPE_BF16);
+    expect_dtype(op, "saved.ol", &saved->ol, DTYPE_BF16);
+    expect_dtype(op, "saved.lse", &saved->lse, DTYPE_F32);
+    expect_dtype(op, "proj_w", proj_w, DTYPE_F32);
+    expect_dtype(op, "dproj_w", dproj_w, DTYPE_F32);
+    expect_dtype(op, "dproj_b", dproj_b, DTYPE_F32);
+    const int BH = d->B * d->H, D = d->D;
+    LinMode lm = lin_mode(cfg, d);
+    SlaWs w = ws_get(d, lm, any_f32(q, k, v, dout));
+    const bf16 *qb = as_bf16(q, w.cq, op, "q"), *kb = as_bf16(k, w.ck, op, "k"), *vb = as_bf16(v, w.cv, op, "v");
+    const bf16 *gb = as_bf16(dout, w.cg, op, "dout");
+    const int *lut = static_cast<const int *>(saved->lut.data), *neg = static_cast<const int *>(saved->neg.data);
+    const int neg_ld = (int)saved->neg.shape[3];
+    const bf16 *os = static_cast<const bf16 *>(saved->os.data), *ol = static_cast<const bf16 *>(saved->ol.data);
+    bf16 *dqb = static_cast<bf16 *>(dq->data), *dkb = static_cast<bf16 *>(dk->data), *dvb = static_cast<bf16 *>(dv->data);
+
+    /* Lists: critical blocks transposed (for dK/dV), and the linear branch's. */
+    if (lm.active) {
+        lin_states(cfg, d, lm, w, lut, neg, neg_ld, kb, vb);
+    } else {
+        sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map, 1, nullptr, 0);
+    }
+    sla_collist_launch(w.map, BH, d->Tm, d->Tn, 0, w.cnt, w.tlut_off, w.tlut_ent, (long)d->Tm * d->kappa);
+    flash_bwd_prep(gb, os, w.Ds, (long)BH * d->N, D);
+
+    if (lm.active) {
+        LinParams lp = lin_params(cfg, d, lm, w);
+        lp.q = qb, lp.k = kb, lp.v = vb, lp.dout = gb, lp.ol_in = ol;
+        lp.W = static_cast<const float *>(proj_w->data);
+        lp.dq = dqb, lp.dk = dkb, lp.dv = dvb, lp.qhat = w.qhat, lp.dol = w.dol, lp.beta = w.beta;
+        lin_backward_q_launch(lp, BH, D, d->blk_q);
+        int nch = lin_outer_launch(w.qhat, w.dol, BH, d->N, D, w.part, nullptr);
+        lin_reduce_launch(w.part, w.Atot, BH, nch, (long)D * D);
+        lin_reduce_launch(w.beta, w.betatot, BH, d->Tm, D);
+        if (lm.L > 0) {
+            sla_collist_launch(w.map, BH, d->Tm, d->Tn, lm.sub ? 1 : 2, w.cnt, w.tlin_off, w.tlin_ent,
+                               (long)d->Tm * lm.L);
+            lp.toff = w.tlin_off, lp.tent = w.tlin_ent, lp.tent_stride = (long)d->Tm * lm.L;
+        }
+        lp.qhat_in = w.qhat, lp.dol_in = w.dol, lp.beta_in = w.beta, lp.Atot = w.Atot, lp.betatot = w.betatot;
+        lin_backward_k_launch(lp, BH, D);
+    }
+
+    /* Proj: dW = sum dout^T Ol, db = sum dout, over every row of every head. */
+    int nch = lin_outer_launch(gb, ol, BH, d->N, D, w.part, w.colpart);
+    lin_reduce_launch(w.part, static_cast<float *>(dproj_w->data), 1, BH * nch, (long)D * D);
+    lin_reduce_launch(w.colpart, static_cast<float *>(dproj_b->data), 1, BH * nch, D);
+
+    FlashParams fp;
+    memset(&fp, 0, sizeof fp);
+    fp.q = qb, fp.k = kb, fp.v = vb, fp.dout = gb;
+    fp.lse = static_cast<const float *>(saved->lse.data), fp.Ds = w.Ds;
+    fp.dq = dqb, fp.dk = dkb, fp.dv = dvb;
+    fp.lut = lut, fp.kappa = d->kappa, fp.tpb = d->blk_k / 64, fp.Tq = d->Tm;
+    fp.toff = w.tlut_off, fp.tent = w.tlut_ent, fp.tent_stride = (long)d->Tm * d->kappa;
+    fp.spb = d->blk_q / 64, fp.Tk = d->Tn;
+    fp.Nq = d->N, fp.Nk = d->N, fp.add = lm.active;
+    flash_backward_dq(fp, BH, D, d->blk_q);
+    flash_backward_dkdv(fp, BH, D);
+}
+
+/* ---- dense attention ---------------------------------------------------------------------------- */
+
+namespace {
+struct AttnWs {
+    float *Ds;
+    bf16 *cq, *ck, *cv, *cg, *co;
+};
+AttnWs attn_ws(long BH, long Nq, long Nk, long D, int conv) {
+    AttnWs w;
+    Bump b;
+    for (int pass = 0; pass < 2; pass++) {
+        b.off = 0;
+        w.Ds = b.take<float>(BH * Nq);
+        w.cq = b.take<bf16>(conv ? BH * Nq * D : 0), w.cg = b.take<bf16>(conv ? BH * Nq * D : 0);
+        w.co = b.take<bf16>(conv ? BH * Nq * D : 0);
+        w.ck = b.take<bf16>(conv ? BH * Nk * D : 0), w.cv = b.take<bf16>(conv ? BH * Nk * D : 0);
+        if (pass == 0) b.base = static_cast<char *>(ws_reserve(b.off));
+    }
+    return w;
+}
+} // namespace
+
+extern "C" void attn_forward_cuda(const tensor_t *q, const tensor_t *k, const tensor_t *v, tensor_t *o, tensor_t *lse) {
+    const char *op = "attn_forward (cuda)";
+    const int B = (int)q->shape[0], H = (int)q->shape[1], Nq = (int)q->shape[2], Nk = (int)k->shape[2];
+    const int D = (int)q->shape[3];
+    CHECK(D == 64 || D == 128, "%s: head dim %d unsupported by the CUDA backend (64 or 128)", op, D);
+    expect_dtype(op, "o", o, DTYPE_BF16);
+    expect_dtype(op, "lse", lse, DTYPE_F32);
+    AttnWs w = attn_ws((long)B * H, Nq, Nk, D, any_f32(q, k, v, nullptr));
+    FlashParams fp;
+    memset(&fp, 0, sizeof fp);
+    fp.q = as_bf16(q, w.cq, op, "q"), fp.k = as_bf16(k, w.ck, op, "k"), fp.v = as_bf16(v, w.cv, op, "v");
+    fp.o = static_cast<bf16 *>(o->data), fp.lse_out = static_cast<float *>(lse->data);
+    fp.Nq = Nq, fp.Nk = Nk;
+    flash_forward(fp, B * H, D, 128);
+}
+
+extern "C" void attn_backward_cuda(const tensor_t *q, const tensor_t *k, const tensor_t *v, const tensor_t *o,
+                                   const tensor_t *lse, const tensor_t *dout, tensor_t *dq, tensor_t *dk, tensor_t *dv) {
+    const char *op = "attn_backward (cuda)";
+    const int B = (int)q->shape[0], H = (int)q->shape[1], Nq = (int)q->shape[2], Nk = (int)k->shape[2];
+    const int D = (int)q->shape[3];
+    CHECK(D == 64 || D == 128, "%s: head dim %d unsupported by the CUDA backend (64 or 128)", op, D);
+    expect_dtype(op, "lse", lse, DTYPE_F32);
+    expect_dtype(op, "dq", dq, DTYPE_BF16);
+    expect_dtype(op, "dk", dk, DTYPE_BF16);
+    expect_dtype(op, "dv", dv, DTYPE_BF16);
+    AttnWs w = attn_ws((long)B * H, Nq, Nk, D, any_f32(q, k, v, dout) || o->dtype == DTYPE_F32);
+    FlashParams fp;
+    memset(&fp, 0, sizeof fp);
+    fp.q = as_bf16(q, w.cq, op, "q"), fp.k = as_bf16(k, w.ck, op, "k"), fp.v = as_bf16(v, w.cv, op, "v");
+    fp.dout = as_bf16(dout, w.cg, op, "dout");
+    const bf16 *ob = as_bf16(o, w.co, op, "o");
+    flash_bwd_prep(fp.dout, ob, w.Ds, (long)B * H * Nq, D);
+    fp.lse = static_cast<const float *>(lse->data), fp.Ds = w.Ds;
+    fp.dq = static_cast<bf16 *>(dq->data), fp.dk = static_cast<bf16 *>(dk->data), fp.dv = static_cast<bf16 *>(dv->data);
+    fp.Nq = Nq, fp.Nk = Nk;
+    flash_backward_dq(fp, B * H, D, 128);
+    flash_backward_dkdv(fp, B * H, D);
+}

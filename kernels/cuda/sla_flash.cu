@@ -1,0 +1,418 @@
+/* kernels/cuda/sla_flash.cu — FlashAttention-2 style kernels on bf16 tensor cores (mma.sync
+ * m16n8k16, fp32 accumulation, online softmax in base 2), shared by dense attention and SLA's
+ * sparse branch: with a lut a query block visits only its kept key blocks, without one every key.
+ *
+ * flash_fwd_kernel   one CTA per query block (bq = 64 or 128 rows, one warp per 16 rows); K/V
+ *                    64-row tiles double-buffered with cp.async. Writes o (or o += Os when add:
+ *                    the linear branch wrote Ol W^T + b there first), os and lse (natural log).
+ * flash_dq_kernel    one CTA per query block, same loop; recomputes P, dP, dS; dq (+)= scale dS K.
+ * flash_dkdv_kernel  one CTA per 64-key tile over the list of query blocks that kept its key block
+ *                    (64-row query sub-tiles); dk (+)= scale dS^T Q, dv (+)= P^T dO.
+ * Deterministic: no atomics; every output element is written by one thread in a fixed order.
+ * Keys past Nk get -inf in the forward/dq (zero-filled tiles); query rows past Nq get lse = +inf
+ * in dk/dv so that they contribute nothing. */
+#include "sla_internal.cuh"
+
+namespace {
+
+constexpr int KT = 64; /* key tile rows */
+
+template <int D> struct FlashSmem {
+    static constexpr int LD = D + 8;
+    static constexpr int tile = KT * LD; /* elements of one 64-row tile */
+};
+
+/* The key tiles a query block visits. */
+__device__ __forceinline__ TileSeq key_seq(const FlashParams &p, int bh, int qb) {
+    TileSeq s;
+    if (p.lut) {
+        s.list = p.lut + ((long)bh * p.Tq + qb) * p.kappa;
+        s.len = p.kappa, s.per = p.tpb, s.base = 0, s.count = 0;
+    } else {
+        s.list = nullptr, s.len = 0, s.per = 1, s.base = 0, s.count = (p.Nk + KT - 1) / KT;
+    }
+    return s;
+}
+
+/* The 64-row query sub-tiles a key tile is visited by. */
+__device__ __forceinline__ TileSeq query_seq(const FlashParams &p, int bh, int kt) {
+    TileSeq s;
+    if (p.tent) {
+        int jb = kt / p.tpb;
+        const int *off = p.toff + (long)bh * (p.Tk + 1);
+        s.list = p.tent + bh * p.tent_stride + off[jb];
+        s.len = off[jb + 1] - off[jb], s.per = p.spb, s.base = 0, s.count = 0;
+    } else {
+        s.list = nullptr, s.len = 0, s.per = 1, s.base = 0, s.count = (p.Nq + KT - 1) / KT;
+    }
+    return s;
+}
+
+template <int D, int BQ>
+__global__ void __launch_bounds__(BQ * 2) flash_fwd_kernel(FlashParams p) {
+    constexpr int LD = D + 8, NTD = D / 8, NTH = BQ * 2;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    bf16 *sQ = reinterpret_cast<bf16 *>(smem_raw);
+    bf16 *sK = sQ + BQ * LD, *sV = sK + 2 * FlashSmem<D>::tile;
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g = lane >> 2, t = lane & 3;
+    const int bh = blockIdx.y, qb = blockIdx.x, q0 = qb * BQ;
+    const bf16 *qg = p.q + (long)bh * p.Nq * D, *kg = p.k + (long)bh * p.Nk * D, *vg = p.v + (long)bh * p.Nk * D;
+    const TileSeq seq = key_seq(p, bh, qb);
+    const int n = seq.size();
+
+    load_tile_async<D>(sQ, qg, q0, BQ, p.Nq, tid, NTH);
+    auto load_kv = [&](int it, int buf) {
+        long k0 = (long)seq.tile(it) * KT;
+        load_tile_async<D>(sK + buf * FlashSmem<D>::tile, kg, k0, KT, p.Nk, tid, NTH);
+        load_tile_async<D>(sV + buf * FlashSmem<D>::tile, vg, k0, KT, p.Nk, tid, NTH);
+    };
+    if (n > 0) load_kv(0, 0);
+    cp_async_commit();
+
+    const float sl2 = SLA_LOG2E * rsqrtf((float)D);
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    float acc[1][NTD][4];
+    zero_acc<1, NTD>(acc);
+
+    for (int it = 0; it < n; it++) {
+        const int buf = it & 1;
+        if (it + 1 < n) load_kv(it + 1, buf ^ 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const bf16 *ks = sK + buf * FlashSmem<D>::tile, *vs = sV + buf * FlashSmem<D>::tile;
+        float s[1][8][4];
+        zero_acc<1, 8>(s);
+        warp_gemm<1, 8, false, true>(s, sQ + w * 16 * LD, LD, ks, LD, D, lane);
+        const long k0 = (long)seq.tile(it) * KT;
+        const bool partial = k0 + KT > p.Nk;
+        float mx0 = m0, mx1 = m1;
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float x = s[0][j][e] * sl2;
+                if (partial && k0 + j * 8 + 2 * t + (e & 1) >= p.Nk) x = -INFINITY;
+                s[0][j][e] = x;
+                if (e < 2) mx0 = fmaxf(mx0, x); else mx1 = fmaxf(mx1, x);
+            }
+        mx0 = quad_max(mx0), mx1 = quad_max(mx1);
+        const float r0 = mx0 == -INFINITY ? 0.f : mx0, r1 = mx1 == -INFINITY ? 0.f : mx1;
+        const float c0 = fast_exp2(m0 - r0), c1 = fast_exp2(m1 - r1);
+        m0 = mx0, m1 = mx1;
+        float ps0 = 0.f, ps1 = 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            s[0][j][0] = fast_exp2(s[0][j][0] - r0), s[0][j][1] = fast_exp2(s[0][j][1] - r0);
+            s[0][j][2] = fast_exp2(s[0][j][2] - r1), s[0][j][3] = fast_exp2(s[0][j][3] - r1);
+            ps0 += s[0][j][0] + s[0][j][1], ps1 += s[0][j][2] + s[0][j][3];
+        }
+        l0 = l0 * c0 + ps0, l1 = l1 * c1 + ps1;
+#pragma unroll
+        for (int j = 0; j < NTD; j++) acc[0][j][0] *= c0, acc[0][j][1] *= c0, acc[0][j][2] *= c1, acc[0][j][3] *= c1;
+#pragma unroll
+        for (int kc = 0; kc < 4; kc++) {
+            uint32_t a[4] = {pack_bf16(s[0][2 * kc][0], s[0][2 * kc][1]), pack_bf16(s[0][2 * kc][2], s[0][2 * kc][3]),
+                             pack_bf16(s[0][2 * kc + 1][0], s[0][2 * kc + 1][1]),
+                             pack_bf16(s[0][2 * kc + 1][2], s[0][2 * kc + 1][3])};
+#pragma unroll
+            for (int dp = 0; dp < D / 16; dp++) {
+                uint32_t b[4];
+                ldsm_x4_t(b, vs + (kc * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + dp * 16 + (lane >> 4) * 8);
+                mma16816(acc[0][2 * dp], a, b[0], b[1]);
+                mma16816(acc[0][2 * dp + 1], a, b[2], b[3]);
+            }
+        }
+        __syncthreads();
+    }
+    cp_async_wait<0>();
+
+    l0 = quad_sum(l0), l1 = quad_sum(l1);
+    const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
+    const int row0 = q0 + w * 16 + g, row1 = row0 + 8;
+    if (t == 0) {
+        if (row0 < p.Nq) p.lse_out[(long)bh * p.Nq + row0] = (m0 + log2f(l0)) * SLA_LN2;
+        if (row1 < p.Nq) p.lse_out[(long)bh * p.Nq + row1] = (m1 + log2f(l1)) * SLA_LN2;
+    }
+#pragma unroll
+    for (int j = 0; j < NTD; j++) {
+        acc[0][j][0] *= i0, acc[0][j][1] *= i0, acc[0][j][2] *= i1, acc[0][j][3] *= i1;
+    }
+    bf16 *og = p.o + (long)bh * p.Nq * D;
+    if (p.os) frag_store_global<NTD>(acc[0], p.os + (long)bh * p.Nq * D, D, q0 + w * 16, p.Nq, lane);
+    if (p.add) {
+        float prev[NTD][4];
+        frag_load_global<NTD>(prev, og, D, q0 + w * 16, p.Nq, lane);
+#pragma unroll
+        for (int j = 0; j < NTD; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[0][j][e] += prev[j][e];
+    }
+    frag_store_global<NTD>(acc[0], og, D, q0 + w * 16, p.Nq, lane);
+}
+
+template <int D, int BQ>
+__global__ void __launch_bounds__(BQ * 2) flash_dq_kernel(FlashParams p) {
+    constexpr int LD = D + 8, NTD = D / 8, NTH = BQ * 2;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    bf16 *sQ = reinterpret_cast<bf16 *>(smem_raw);
+    bf16 *sO = sQ + BQ * LD; /* dout */
+    bf16 *sK = sO + BQ * LD, *sV = sK + 2 * FlashSmem<D>::tile;
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g = lane >> 2, t = lane & 3;
+    const int bh = blockIdx.y, qb = blockIdx.x, q0 = qb * BQ;
+    const bf16 *qg = p.q + (long)bh * p.Nq * D, *kg = p.k + (long)bh * p.Nk * D, *vg = p.v + (long)bh * p.Nk * D;
+    const TileSeq seq = key_seq(p, bh, qb);
+    const int n = seq.size();
+
+    load_tile_async<D>(sQ, qg, q0, BQ, p.Nq, tid, NTH);
+    load_tile_async<D>(sO, p.dout + (long)bh * p.Nq * D, q0, BQ, p.Nq, tid, NTH);
+    auto load_kv = [&](int it, int buf) {
+        long k0 = (long)seq.tile(it) * KT;
+        load_tile_async<D>(sK + buf * FlashSmem<D>::tile, kg, k0, KT, p.Nk, tid, NTH);
+        load_tile_async<D>(sV + buf * FlashSmem<D>::tile, vg, k0, KT, p.Nk, tid, NTH);
+    };
+    if (n > 0) load_kv(0, 0);
+    cp_async_commit();
+
+    const float sl2 = SLA_LOG2E * rsqrtf((float)D);
+    const int row0 = q0 + w * 16 + g, row1 = row0 + 8;
+    const float *lse = p.lse + (long)bh * p.Nq, *Dsg = p.Ds + (long)bh * p.Nq;
+    const float L0 = row0 < p.Nq ? lse[row0] * SLA_LOG2E : INFINITY, L1 = row1 < p.Nq ? lse[row1] * SLA_LOG2E : INFINITY;
+    const float D0 = row0 < p.Nq ? Dsg[row0] : 0.f, D1 = row1 < p.Nq ? Dsg[row1] : 0.f;
+    float acc[1][NTD][4];
+    zero_acc<1, NTD>(acc);
+
+    for (int it = 0; it < n; it++) {
+        const int buf = it & 1;
+        if (it + 1 < n) load_kv(it + 1, buf ^ 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const bf16 *ks = sK + buf * FlashSmem<D>::tile, *vs = sV + buf * FlashSmem<D>::tile;
+        float s[1][8][4], dp[1][8][4];
+        zero_acc<1, 8>(s);
+        zero_acc<1, 8>(dp);
+        warp_gemm<1, 8, false, true>(s, sQ + w * 16 * LD, LD, ks, LD, D, lane);
+        warp_gemm<1, 8, false, true>(dp, sO + w * 16 * LD, LD, vs, LD, D, lane);
+        const long k0 = (long)seq.tile(it) * KT;
+        const bool partial = k0 + KT > p.Nk;
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float pr = fast_exp2(s[0][j][e] * sl2 - (e < 2 ? L0 : L1));
+                if (partial && k0 + j * 8 + 2 * t + (e & 1) >= p.Nk) pr = 0.f;
+                s[0][j][e] = pr * (dp[0][j][e] - (e < 2 ? D0 : D1));
+            }
+#pragma unroll
+        for (int kc = 0; kc < 4; kc++) {
+            uint32_t a[4] = {pack_bf16(s[0][2 * kc][0], s[0][2 * kc][1]), pack_bf16(s[0][2 * kc][2], s[0][2 * kc][3]),
+                             pack_bf16(s[0][2 * kc + 1][0], s[0][2 * kc + 1][1]),
+                             pack_bf16(s[0][2 * kc + 1][2], s[0][2 * kc + 1][3])};
+#pragma unroll
+            for (int d2 = 0; d2 < D / 16; d2++) {
+                uint32_t b[4];
+                ldsm_x4_t(b, ks + (kc * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + d2 * 16 + (lane >> 4) * 8);
+                mma16816(acc[0][2 * d2], a, b[0], b[1]);
+                mma16816(acc[0][2 * d2 + 1], a, b[2], b[3]);
+            }
+        }
+        __syncthreads();
+    }
+    cp_async_wait<0>();
+
+    const float scale = rsqrtf((float)D);
+    bf16 *dqg = p.dq + (long)bh * p.Nq * D;
+    float prev[NTD][4];
+    if (p.add) frag_load_global<NTD>(prev, dqg, D, q0 + w * 16, p.Nq, lane);
+#pragma unroll
+    for (int j = 0; j < NTD; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[0][j][e] = acc[0][j][e] * scale + (p.add ? prev[j][e] : 0.f);
+    frag_store_global<NTD>(acc[0], dqg, D, q0 + w * 16, p.Nq, lane);
+    (void)t;
+}
+
+/* 4 warps, 16 keys each; query sub-tiles of 64 rows. */
+template <int D>
+__global__ void __launch_bounds__(128) flash_dkdv_kernel(FlashParams p) {
+    constexpr int LD = D + 8, NTD = D / 8, NTH = 128, TL = FlashSmem<D>::tile;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    bf16 *sK = reinterpret_cast<bf16 *>(smem_raw);
+    bf16 *sV = sK + TL, *sQ = sV + TL, *sO = sQ + 2 * TL; /* sQ, sO: two buffers each */
+    float *sL = reinterpret_cast<float *>(sO + 2 * TL), *sD = sL + 2 * KT;
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, t = lane & 3;
+    const int bh = blockIdx.y, kt = blockIdx.x;
+    const long k0 = (long)kt * KT;
+    const bf16 *qg = p.q + (long)bh * p.Nq * D, *og = p.dout + (long)bh * p.Nq * D;
+    const float *lse = p.lse + (long)bh * p.Nq, *Dsg = p.Ds + (long)bh * p.Nq;
+    const TileSeq seq = query_seq(p, bh, kt);
+    const int n = seq.size();
+
+    load_tile_async<D>(sK, p.k + (long)bh * p.Nk * D, k0, KT, p.Nk, tid, NTH);
+    load_tile_async<D>(sV, p.v + (long)bh * p.Nk * D, k0, KT, p.Nk, tid, NTH);
+    auto load_q = [&](int it, int buf) {
+        long r0 = (long)seq.tile(it) * KT;
+        load_tile_async<D>(sQ + buf * TL, qg, r0, KT, p.Nq, tid, NTH);
+        load_tile_async<D>(sO + buf * TL, og, r0, KT, p.Nq, tid, NTH);
+        if (tid < KT) {
+            long r = r0 + tid;
+            sL[buf * KT + tid] = r < p.Nq ? lse[r] * SLA_LOG2E : INFINITY;
+            sD[buf * KT + tid] = r < p.Nq ? Dsg[r] : 0.f;
+        }
+    };
+    if (n > 0) load_q(0, 0);
+    cp_async_commit();
+
+    const float sl2 = SLA_LOG2E * rsqrtf((float)D);
+    float dk[1][NTD][4], dv[1][NTD][4];
+    zero_acc<1, NTD>(dk);
+    zero_acc<1, NTD>(dv);
+
+    for (int it = 0; it < n; it++) {
+        const int buf = it & 1;
+        if (it + 1 < n) load_q(it + 1, buf ^ 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const bf16 *qs = sQ + buf * TL, *os = sO + buf * TL;
+        const float *Lb = sL + buf * KT, *Db = sD + buf * KT;
+        float s[1][8][4], dp[1][8][4];
+        zero_acc<1, 8>(s);
+        zero_acc<1, 8>(dp);
+        warp_gemm<1, 8, false, true>(s, sK + w * 16 * LD, LD, qs, LD, D, lane);  /* S^T = K Q^T */
+        warp_gemm<1, 8, false, true>(dp, sV + w * 16 * LD, LD, os, LD, D, lane); /* dP^T = V dO^T */
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int c = j * 8 + 2 * t + (e & 1);
+                float pr = fast_exp2(s[0][j][e] * sl2 - Lb[c]);
+                s[0][j][e] = pr;
+                dp[0][j][e] = pr * (dp[0][j][e] - Db[c]);
+            }
+#pragma unroll
+        for (int kc = 0; kc < 4; kc++) {
+            uint32_t a[4] = {pack_bf16(s[0][2 * kc][0], s[0][2 * kc][1]), pack_bf16(s[0][2 * kc][2], s[0][2 * kc][3]),
+                             pack_bf16(s[0][2 * kc + 1][0], s[0][2 * kc + 1][1]),
+                             pack_bf16(s[0][2 * kc + 1][2], s[0][2 * kc + 1][3])};
+            uint32_t ad[4] = {pack_bf16(dp[0][2 * kc][0], dp[0][2 * kc][1]), pack_bf16(dp[0][2 * kc][2], dp[0][2 * kc][3]),
+                              pack_bf16(dp[0][2 * kc + 1][0], dp[0][2 * kc + 1][1]),
+                              pack_bf16(dp[0][2 * kc + 1][2], dp[0][2 * kc + 1][3])};
+#pragma unroll
+            for (int d2 = 0; d2 < D / 16; d2++) {
+                uint32_t b[4];
+                const int off = (kc * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + d2 * 16 + (lane >> 4) * 8;
+                ldsm_x4_t(b, os + off);
+                mma16816(dv[0][2 * d2], a, b[0], b[1]);
+                mma16816(dv[0][2 * d2 + 1], a, b[2], b[3]);
+                ldsm_x4_t(b, qs + off);
+                mma16816(dk[0][2 * d2], ad, b[0], b[1]);
+                mma16816(dk[0][2 * d2 + 1], ad, b[2], b[3]);
+            }
+        }
+        __syncthreads();
+    }
+    cp_async_wait<0>();
+
+    const float scale = rsqrtf((float)D);
+    bf16 *dkg = p.dk + (long)bh * p.Nk * D, *dvg = p.dv + (long)bh * p.Nk * D;
+    const int r0 = (int)k0 + w * 16;
+    float prev[NTD][4];
+    if (p.add) frag_load_global<NTD>(prev, dkg, D, r0, p.Nk, lane);
+#pragma unroll
+    for (int j = 0; j < NTD; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[0][j][e] = dk[0][j][e] * scale + (p.add ? prev[j][e] : 0.f);
+    frag_store_global<NTD>(dk[0], dkg, D, r0, p.Nk, lane);
+    if (p.add) frag_load_global<NTD>(prev, dvg, D, r0, p.Nk, lane);
+#pragma unroll
+    for (int j = 0; j < NTD; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dv[0][j][e] += p.add ? prev[j][e] : 0.f;
+    frag_store_global<NTD>(dv[0], dvg, D, r0, p.Nk, lane);
+}
+
+/* Ds[r] = sum_d dout[r][d] * o[r][d]; D / 8 threads per row, 16-byte loads. */
+template <int D> __global__ void __launch_bounds__(256) flash_prep_kernel(const bf16 *dout, const bf16 *o, float *Ds, long rows) {
+    constexpr int TPR = D / 8;
+    long r = (long)blockIdx.x * (256 / TPR) + threadIdx.x / TPR;
+    int c = (threadIdx.x % TPR) * 8;
+    float s = 0.f;
+    if (r < rows) {
+        uint4 a = *reinterpret_cast<const uint4 *>(dout + r * D + c);
+        uint4 b = *reinterpret_cast<const uint4 *>(o + r * D + c);
+        const uint32_t *pa = reinterpret_cast<const uint32_t *>(&a), *pb = reinterpret_cast<const uint32_t *>(&b);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float2 x = unpack_bf16(pa[i]), y = unpack_bf16(pb[i]);
+            s += x.x * y.x + x.y * y.y;
+        }
+    }
+#pragma unroll
+    for (int m = TPR / 2; m > 0; m >>= 1) s += __shfl_xor_sync(0xffffffffu, s, m);
+    if (r < rows && threadIdx.x % TPR == 0) Ds[r] = s;
+}
+
+template <int D, int BQ> void launch_fwd(const FlashParams &p, int BH) {
+    constexpr int smem = (BQ + 4 * KT) * (D + 8) * 2;
+    static bool init = false;
+    if (!init) sla_smem_limit(flash_fwd_kernel<D, BQ>, smem), init = true;
+    dim3 grid((p.Nq + BQ - 1) / BQ, BH);
+    flash_fwd_kernel<D, BQ><<<grid, BQ * 2, smem, cuda_stream()>>>(p);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <int D, int BQ> void launch_dq(const FlashParams &p, int BH) {
+    constexpr int smem = (2 * BQ + 4 * KT) * (D + 8) * 2;
+    static bool init = false;
+    if (!init) sla_smem_limit(flash_dq_kernel<D, BQ>, smem), init = true;
+    dim3 grid((p.Nq + BQ - 1) / BQ, BH);
+    flash_dq_kernel<D, BQ><<<grid, BQ * 2, smem, cuda_stream()>>>(p);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <int D> void launch_dkdv(const FlashParams &p, int BH) {
+    constexpr int smem = 6 * KT * (D + 8) * 2 + 4 * KT * 4;
+    static bool init = false;
+    if (!init) sla_smem_limit(flash_dkdv_kernel<D>, smem), init = true;
+    dim3 grid((p.Nk + KT - 1) / KT, BH);
+    flash_dkdv_kernel<D><<<grid, 128, smem, cuda_stream()>>>(p);
+    CUDA_CHECK_LAUNCH();
+}
+
+} // namespace
+
+void flash_forward(const FlashParams &p, int BH, int D, int bq) {
+    if (D == 128 && bq == 128) launch_fwd<128, 128>(p, BH);
+    else if (D == 128 && bq == 64) launch_fwd<128, 64>(p, BH);
+    else if (D == 64 && bq == 128) launch_fwd<64, 128>(p, BH);
+    else if (D == 64 && bq == 64) launch_fwd<64, 64>(p, BH);
+    else CHECK(0, "flash_forward: unsupported head dim %d / query block %d", D, bq);
+}
+
+void flash_backward_dq(const FlashParams &p, int BH, int D, int bq) {
+    if (D == 128 && bq == 128) launch_dq<128, 128>(p, BH);
+    else if (D == 128 && bq == 64) launch_dq<128, 64>(p, BH);
+    else if (D == 64 && bq == 128) launch_dq<64, 128>(p, BH);
+    else if (D == 64 && bq == 64) launch_dq<64, 64>(p, BH);
+    else CHECK(0, "flash_backward_dq: unsupported head dim %d / query block %d", D, bq);
+}
+
+void flash_backward_dkdv(const FlashParams &p, int BH, int D) {
+    if (D == 128) launch_dkdv<128>(p, BH);
+    else if (D == 64) launch_dkdv<64>(p, BH);
+    else CHECK(0, "flash_backward_dkdv: unsupported head dim %d", D);
+}
+
+void flash_bwd_prep(const bf16 *dout, const bf16 *o, float *Ds, long rows, int D) {
+    if (rows == 0) return;
+    if (D == 128) {
+        flash_prep_kernel<128><<<(unsigned)((rows + 15) / 16), 256, 0, cuda_stream()>>>(dout, o, Ds, rows);
+    } else if (D == 64) {
+        flash_prep_kernel<64><<<(unsigned)((rows + 31) / 32), 256, 0, cuda_stream()>>>(dout, o, Ds, rows);
+    } else {
+        CHECK(0, "flash_bwd_prep: unsupported head dim %d", D);
+    }
+    CUDA_CHECK_LAUNCH();
+}
