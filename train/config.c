@@ -71,6 +71,8 @@ static const config_key_t keys[] = {
     {"ckpt_every", KEY_INT, "50", NULL, F(ckpt_every), "write a checkpoint every this many steps; 0: only at the end"},
     {"keep_last", KEY_INT, "3", NULL, F(keep_last), "checkpoints kept"},
     {"resume", KEY_STRING, "", NULL, F(resume), "empty, auto (newest complete checkpoint in out_dir) or a path"},
+    {"stop_after", KEY_INT, "0", NULL, F(stop_after),
+     "stop with a checkpoint after this step, as if interrupted (resume continues); 0: run to steps"},
     {"log_every", KEY_INT, "1", NULL, F(log_every), "print a line every this many steps"},
     {"max_bad_steps", KEY_INT, "5", NULL, F(max_bad_steps), "stop after this many non-finite losses in a row"},
 };
@@ -265,7 +267,7 @@ int config_validate(const run_config_t *c, char *err, size_t errlen) {
         int value, min;
     } ints[] = {{"batch", c->batch, 1},         {"grad_accum", c->grad_accum, 1}, {"steps", c->steps, 1},
                 {"warmup", c->warmup, 0},       {"ckpt_every", c->ckpt_every, 0}, {"keep_last", c->keep_last, 1},
-                {"log_every", c->log_every, 1}, {"max_bad_steps", c->max_bad_steps, 1},
+                {"log_every", c->log_every, 1}, {"stop_after", c->stop_after, 0}, {"max_bad_steps", c->max_bad_steps, 1},
                 {"recompute", c->recompute, 0}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (ints[i].value < ints[i].min) {

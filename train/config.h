@@ -36,6 +36,7 @@ typedef struct run_config {
     /* checkpoints and logging */
     int ckpt_every, keep_last;
     char resume[512];        /* "" | auto | a checkpoint path */
+    int stop_after;          /* 0, or stop with a checkpoint after this step */
     int log_every;
     int max_bad_steps;       /* consecutive non-finite losses before the run stops */
 } run_config_t;

@@ -102,7 +102,7 @@ static int check_data_fits_model(const trainer_t *tr) {
                  ds->frames, ds->height, ds->width, mc->patch_f, mc->patch_h, mc->patch_w);
     else
         return 0;
-    return fail("sla-train: data = %s", msg);
+    return fail("sla-train: data: %s", msg);
 }
 
 static device_t pick_device(const char *backend) {
@@ -265,7 +265,7 @@ static int setup(trainer_t *tr, const run_config_t *cfg, trainer_rank_t who) {
     config_format(cfg, tr->config_text, sizeof tr->config_text);
     if (!cfg->data[0]) return fail("sla-train: %s", "data is empty: give the dataset files (data = a.h5,b.h5)");
     if (dataset_open(cfg->data, &tr->data, err, sizeof err)) return fail("sla-train: data: %s", err);
-    if (check_data_fits_model(tr)) return 1;
+    if (check_data_fits_model(tr)) return 2;
     if (sampler_init(&tr->sampler, cfg->seed, tr->data.n, err, sizeof err)) return fail("sla-train: %s", err);
     device_t dev = pick_device(cfg->backend);
     if (dit_init(&tr->model, &cfg->model, dev, cfg->batch, tr->data.frames, tr->data.height, tr->data.width,
@@ -285,7 +285,7 @@ static int setup(trainer_t *tr, const run_config_t *cfg, trainer_rank_t who) {
            cfg->model.attention == ATTENTION_SLA ? "sla" : "dense", tr->sparsity);
     printf("data %s: %lld samples of [%d, %d, %d, %d], text [%d, %d]\n", cfg->data, (long long)tr->data.n,
            tr->data.channels, tr->data.frames, tr->data.height, tr->data.width, tr->data.text_len, tr->data.text_dim);
-    if (load_start_state(tr)) return 1;
+    if (load_start_state(tr)) return 2;
     if (tr->who.rank == 0) {
         char mpath[1100];
         if (ckpt_prepare_dir(cfg->out_dir, err, sizeof err)) return fail("sla-train: out_dir: %s", err);
@@ -346,13 +346,15 @@ int trainer_run(const run_config_t *cfg, trainer_rank_t who) {
             optimizer_step(&tr, lr, clip);
         }
         log_step(&tr, loss, gnorm, lr, now_s() - t0, skipped, t_start, first_step);
+        int stop_here = cfg->stop_after > 0 && tr.step >= cfg->stop_after;
         int due = cfg->ckpt_every > 0 && tr.step % cfg->ckpt_every == 0;
-        if ((due || tr.step == cfg->steps || stop_requested) && tr.who.rank == 0 && write_checkpoint(&tr)) {
+        if ((due || tr.step == cfg->steps || stop_requested || stop_here) && tr.who.rank == 0 && write_checkpoint(&tr)) {
             teardown(&tr);
             return 1;
         }
-        if (stop_requested) {
-            printf("signal %d: stopped after step %lld with a checkpoint\n", (int)stop_requested, (long long)tr.step);
+        if (stop_requested || stop_here) {
+            if (stop_requested) printf("signal %d: ", (int)stop_requested);
+            printf("stopped after step %lld with a checkpoint (resume = auto continues)\n", (long long)tr.step);
             break;
         }
     }
