@@ -29,7 +29,7 @@ sla_install_deps() {
 sla_build() {
     local jobs="${SLA_JOBS:-$(nproc)}"
     cmake -S "$SLA_ROOT" -B "$SLA_BUILD_DIR" -DCMAKE_BUILD_TYPE=Release ${SLA_CMAKE_ARGS:-} >/dev/null
-    cmake --build "$SLA_BUILD_DIR" -j "$jobs"
+    cmake --build "$SLA_BUILD_DIR" -j "$jobs" | grep -vE "^\[ *[0-9]+%\] (Built target|Building|Linking)" || true
 }
 
 sla_have_gpu() { command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q GPU; }
