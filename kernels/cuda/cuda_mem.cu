@@ -34,4 +34,8 @@ extern "C" void cuda_mem_copy_d2d(void *dst, const void *src, size_t bytes) {
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cuda_stream()));
 }
 
+extern "C" void cuda_mem_info(size_t *free_bytes, size_t *total_bytes) {
+    CUDA_CHECK(cudaMemGetInfo(free_bytes, total_bytes));
+}
+
 extern "C" void cuda_sync(void) { CUDA_CHECK(cudaStreamSynchronize(cuda_stream())); }

@@ -16,6 +16,8 @@ void cuda_mem_free(void *p);
 void cuda_mem_upload(void *dst, const void *src, size_t bytes);
 void cuda_mem_download(void *dst, const void *src, size_t bytes);
 void cuda_mem_copy_d2d(void *dst, const void *src, size_t bytes);
+/* Free and total bytes of device memory (cudaMemGetInfo). */
+void cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
 /* Waits for all work on the backend's stream. */
 void cuda_sync(void);
 

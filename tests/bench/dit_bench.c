@@ -1,0 +1,136 @@
+/* tests/bench/dit_bench.c — `dit-bench`: one training step (forward + backward) of a whole DiT on
+ * the GPU, dense attention against SLA in the same run (label bench; exit 77 without a GPU).
+ *
+ * dit-bench [--model wan2.1-1.3b] [--frames 21 --height 60 --width 104] [--batch 1] [--topk 0.05]
+ *           [--reps 3] [--no-recompute]
+ * Prints per configuration: median step time over reps (after one warm-up step), peak device
+ * memory (total minus the lowest free seen), model FLOP utilisation = (6 x params x tokens +
+ * attention flops) / time / 989 TF/s (H100 dense bf16), where attention flops count what the
+ * paper counts: dense 4 N^2 D H per layer forward, 2.5x that backward, recomputed forward included
+ * when --recompute (the default) re-runs it. Random weights and inputs (never zeros). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cuda/cuda_mem.h"
+#include "dit.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct result {
+    double step_ms, peak_gb, mfu, attn_tflop;
+} result_t;
+
+static result_t bench(const model_config_t *c, int B, int F, int H, int W, int recompute, int reps) {
+    char err[512];
+    size_t free0, total, free_now, free_min;
+    cuda_mem_info(&free0, &total);
+    free_min = free0;
+    dit_t m;
+    if (dit_init(&m, c, DEVICE_CUDA, B, F, H, W, recompute, err, sizeof err)) {
+        fprintf(stderr, "dit-bench: %s\n", err);
+        exit(2);
+    }
+    float *hp = malloc(sizeof(float) * m.table.total);
+    param_table_init(&m.table, 1, hp);
+    for (size_t i = 0; i < m.table.total; i += 7) hp[i] += 1e-3f; /* head and SLA proj nonzero */
+    tensor_t h = tensor_make(DTYPE_F32, DEVICE_CPU, 1, m.params.shape);
+    h.data = hp;
+    tensor_copy(&m.params, &h);
+    dit_params_changed(&m);
+    free(hp);
+    int64_t ls[5] = {B, 16, F, H, W};
+    tensor_t lat = tensor_alloc(DTYPE_F32, DEVICE_CUDA, 5, ls), g = tensor_alloc(DTYPE_F32, DEVICE_CUDA, 5, ls);
+    tensor_t pred = tensor_alloc(DTYPE_F32, DEVICE_CUDA, 5, ls), t = tensor_alloc(DTYPE_F32, DEVICE_CUDA, 1, (int64_t[]){B});
+    tensor_t text = tensor_alloc(DTYPE_F32, DEVICE_CUDA, 3, (int64_t[]){B, c->text_len, c->text_dim});
+    tensor_t *fill[4] = {&lat, &g, &t, &text};
+    for (int k = 0; k < 4; k++) {
+        int64_t n = tensor_numel(fill[k]);
+        float *x = malloc(sizeof(float) * n);
+        for (int64_t i = 0; i < n; i++) x[i] = (float)((i * 2654435761u % 1000) / 1000.0 - 0.5) * (k == 2 ? -1000 : 1);
+        tensor_t hx = tensor_make(DTYPE_F32, DEVICE_CPU, fill[k]->ndim, fill[k]->shape);
+        hx.data = x;
+        tensor_copy(fill[k], &hx);
+        free(x);
+    }
+    double *times = malloc(sizeof(double) * (reps + 1));
+    for (int r = 0; r <= reps; r++) {
+        cuda_sync();
+        double t0 = now_s();
+        dit_forward(&m, &lat, &t, &text, &pred);
+        dit_zero_grads(&m);
+        dit_backward(&m, &g);
+        cuda_sync();
+        times[r] = now_s() - t0;
+        cuda_mem_info(&free_now, &total);
+        if (free_now < free_min) free_min = free_now;
+    }
+    qsort(times + 1, (size_t)reps, sizeof(double), cmp_double);
+    result_t res;
+    res.step_ms = 1e3 * times[1 + reps / 2];
+    res.peak_gb = (double)(total - free_min) / 1e9;
+    double tokens = (double)B * m.L, D = (double)c->dim / c->heads, Lt = c->text_len;
+    double self = 4.0 * m.L * (double)m.L * D * c->heads * B, cross = 4.0 * m.L * Lt * D * c->heads * B;
+    double per_layer = (self + cross) * (1.0 + 2.5 + (recompute ? 1.0 : 0.0));
+    res.attn_tflop = per_layer * c->layers / 1e12;
+    double lin_flops = (6.0 + (recompute ? 2.0 : 0.0)) * (double)param_table_numel(&m.table) * tokens;
+    res.mfu = (lin_flops + per_layer * c->layers) / (res.step_ms * 1e-3) / 989e12;
+    free(times);
+    tensor_free(&lat), tensor_free(&g), tensor_free(&pred), tensor_free(&t), tensor_free(&text);
+    dit_free(&m);
+    return res;
+}
+
+int main(int argc, char **argv) {
+    const char *preset = "wan2.1-1.3b";
+    int F = 21, H = 60, W = 104, B = 1, reps = 3, recompute = 1;
+    double topk = 0.05;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--no-recompute")) recompute = 0;
+        else if (v && !strcmp(a, "--model")) preset = v, i++;
+        else if (v && !strcmp(a, "--frames")) F = atoi(v), i++;
+        else if (v && !strcmp(a, "--height")) H = atoi(v), i++;
+        else if (v && !strcmp(a, "--width")) W = atoi(v), i++;
+        else if (v && !strcmp(a, "--batch")) B = atoi(v), i++;
+        else if (v && !strcmp(a, "--reps")) reps = atoi(v), i++;
+        else if (v && !strcmp(a, "--topk")) topk = atof(v), i++;
+        else {
+            fprintf(stderr, "dit-bench: unknown or incomplete argument '%s'\n", a);
+            return 2;
+        }
+    }
+    if (!ops_cuda_available()) {
+        printf("dit-bench: no CUDA device: skipped\n");
+        return 77;
+    }
+    model_config_t c;
+    char err[256];
+    if (model_config_preset(preset, &c, err, sizeof err)) {
+        fprintf(stderr, "dit-bench: %s\n", err);
+        return 2;
+    }
+    c.sla.topk = topk, c.sla.blk_q = 128, c.sla.blk_k = 64;
+    model_config_t dense = c;
+    dense.attention = ATTENTION_DENSE;
+    printf("dit-bench: %s, latents [%d,16,%d,%d,%d], recompute %d, %d reps (median)\n", preset, B, F, H, W, recompute,
+           reps);
+    result_t rd = bench(&dense, B, F, H, W, recompute, reps);
+    result_t rs = bench(&c, B, F, H, W, recompute, reps);
+    printf("| attention | step ms | speed-up | peak GB | MFU | attention TFLOP (dense-equivalent) |\n");
+    printf("|---|---|---|---|---|---|\n");
+    printf("| dense | %.1f | 1.00 | %.1f | %.1f%% | %.1f |\n", rd.step_ms, rd.peak_gb, 100 * rd.mfu, rd.attn_tflop);
+    printf("| SLA topk %.2f | %.1f | %.2f | %.1f | %.1f%% (dense-equivalent) | %.1f |\n", topk, rs.step_ms,
+           rd.step_ms / rs.step_ms, rs.peak_gb, 100 * rs.mfu, rs.attn_tflop);
+    return 0;
+}
