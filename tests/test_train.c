@@ -5,7 +5,9 @@
  *    resume = auto always finds a complete checkpoint and continues;
  * 3. SIGTERM finishes the step, writes a checkpoint and exits 0;
  * 4. the loss decreases on the synthetic data;
- * 5. configuration errors exit 2 naming the key, value or file, before any work.
+ * 5. configuration errors exit 2 naming the key, value or file, before any work;
+ * 6. distillation: a student equal to its dense teacher (SLA at rho = 1, proj zero) adds exactly
+ *    nothing to the loss; a sparse student adds a positive term.
  * argv: sla-train, sla-data. */
 #include <signal.h>
 #include <stdlib.h>
@@ -195,6 +197,26 @@ static void check_errors(void) {
     EXPECT(access(path, F_OK) != 0, "a refused run wrote a checkpoint");
 }
 
+static void check_distillation(void) {
+    EXPECT(run_train("teacher", "--set attention=dense --set steps=5 --set ckpt_every=0") == 0, "teacher run failed");
+    char w[800], extra[2048];
+    snprintf(w, sizeof w, "--set init_weights=%s/teacher/ckpt-00000005.h5 --set steps=1 --set ckpt_every=0", dir);
+    snprintf(extra, sizeof extra, "%s --set sla_topk=1", w);
+    EXPECT(run_train("plain", extra) == 0, "student without distillation failed");
+    snprintf(extra, sizeof extra, "%s --set sla_topk=1 --set teacher=%s/teacher/ckpt-00000005.h5 --set distill_weight=1",
+             w, dir);
+    EXPECT(run_train("same", extra) == 0, "distillation from an identical teacher failed");
+    snprintf(extra, sizeof extra, "%s --set teacher=%s/teacher/ckpt-00000005.h5 --set distill_weight=1", w, dir);
+    EXPECT(run_train("sparse", extra) == 0, "distillation into a sparse student failed");
+    EXPECT(run_train("sparse_plain", w) == 0, "sparse student without distillation failed");
+    double a[1] = {0}, b[1] = {0}, c[1] = {0}, d[1] = {0};
+    read_losses("plain", a, 1), read_losses("same", b, 1), read_losses("sparse", c, 1), read_losses("sparse_plain", d, 1);
+    EXPECT(a[0] > 0 && a[0] == b[0], "identical teacher changed the loss: %.9g vs %.9g", a[0], b[0]);
+    EXPECT(c[0] > d[0], "a sparse student's distillation term is not positive: %.9g vs %.9g", c[0], d[0]);
+    printf("distillation: step-1 loss %.6f without, %.6f with an identical teacher; sparse student %.6f without, "
+           "%.6f with\n", a[0], b[0], d[0], c[0]);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) return 2;
     train_bin = argv[1], data_bin = argv[2];
@@ -221,6 +243,7 @@ int main(int argc, char **argv) {
     check_sigterm();
     check_loss_decreases();
     check_errors();
+    check_distillation();
 
     param_table_free(&t);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

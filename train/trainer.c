@@ -25,6 +25,7 @@ typedef struct trainer {
     dataset_t data;
     sampler_t sampler;
     dit_t model;
+    dit_t teacher;                        /* frozen dense model when distilling (else no table) */
     tensor_t adam_m, adam_v, ema;         /* f32 [total] on the device (ema empty when off) */
     int64_t step, bad_steps;
     sampler_cursor_t cursor;
@@ -33,6 +34,7 @@ typedef struct trainer {
     int64_t *indices;
     float *x0, *xs, *target, *t, *text;   /* host */
     tensor_t d_lat, d_t, d_text, d_target, d_pred, d_dpred;
+    tensor_t d_tpred, d_dpred2;           /* teacher prediction and the distillation gradient */
     FILE *metrics;
     char config_text[8192];
     double sparsity;                      /* fraction of key blocks skipped by SLA's sparse branch */
@@ -216,6 +218,12 @@ static double micro_step(trainer_t *tr, int micro) {
     tr->cursor = sampler_advance(&tr->sampler, tr->cursor, W, B);
     dit_forward(&tr->model, &tr->d_lat, &tr->d_t, &tr->d_text, &tr->d_pred);
     double loss = mse_loss(&tr->d_pred, &tr->d_target, 1.0 / cfg->grad_accum, &tr->d_dpred);
+    if (tr->teacher.acts) { /* distillation: + w * mean((pred - teacher pred)^2) */
+        dit_forward(&tr->teacher, &tr->d_lat, &tr->d_t, &tr->d_text, &tr->d_tpred);
+        loss += cfg->distill_weight *
+                mse_loss(&tr->d_pred, &tr->d_tpred, cfg->distill_weight / cfg->grad_accum, &tr->d_dpred2);
+        tensor_axpy(1.0f, &tr->d_dpred2, &tr->d_dpred);
+    }
     if (isfinite(loss)) dit_backward(&tr->model, &tr->d_dpred);
     return loss;
 }
@@ -258,6 +266,30 @@ static void log_step(trainer_t *tr, double loss, double gnorm, double lr, double
     fflush(stdout);
 }
 
+/* The frozen dense-attention teacher: the student's shape with dense attention, forward only
+ * (recompute mode keeps just each block's input), weights from cfg->teacher. */
+static int setup_teacher(trainer_t *tr, device_t dev) {
+    const run_config_t *cfg = tr->cfg;
+    char err[2048];
+    model_config_t tc = cfg->model;
+    tc.attention = ATTENTION_DENSE;
+    if (dit_init(&tr->teacher, &tc, dev, cfg->batch, tr->data.frames, tr->data.height, tr->data.width, 1, err,
+                 sizeof err))
+        return fail("sla-train: teacher: %s", err);
+    float *host = xcalloc(tr->teacher.table.total, sizeof(float));
+    int rc = weights_load(cfg->teacher, &tr->teacher.table, host, NULL, err, sizeof err);
+    if (!rc) {
+        upload(&tr->teacher.params, host);
+        dit_params_changed(&tr->teacher);
+    }
+    free(host);
+    if (rc) return fail("sla-train: teacher (a dense-attention checkpoint or weights file): %s", err);
+    tr->d_tpred = tensor_alloc(DTYPE_F32, dev, 5, tr->d_pred.shape);
+    tr->d_dpred2 = tensor_alloc(DTYPE_F32, dev, 5, tr->d_pred.shape);
+    printf("distilling from the dense teacher %s (weight %g)\n", cfg->teacher, cfg->distill_weight);
+    return 0;
+}
+
 static int setup(trainer_t *tr, const run_config_t *cfg, trainer_rank_t who) {
     char err[2048];
     memset(tr, 0, sizeof *tr);
@@ -276,6 +308,7 @@ static int setup(trainer_t *tr, const run_config_t *cfg, trainer_rank_t who) {
     tr->adam_v = tensor_alloc(DTYPE_F32, dev, 1, &total);
     if (cfg->ema_decay > 0) tr->ema = tensor_alloc(DTYPE_F32, dev, 1, &total);
     alloc_batch(tr);
+    if (cfg->distill_weight > 0 && setup_teacher(tr, dev)) return 2;
     sla_dims_t d;
     if (cfg->model.attention == ATTENTION_SLA &&
         !sla_dims_make(&cfg->model.sla, 1, 1, tr->model.L, cfg->model.dim / cfg->model.heads, &d, NULL, err, sizeof err))
@@ -300,7 +333,8 @@ static void teardown(trainer_t *tr) {
     if (tr->metrics) fclose(tr->metrics);
     free(tr->indices), free(tr->x0), free(tr->xs), free(tr->target), free(tr->text), free(tr->t);
     tensor_free(&tr->d_lat), tensor_free(&tr->d_t), tensor_free(&tr->d_text), tensor_free(&tr->d_target);
-    tensor_free(&tr->d_pred), tensor_free(&tr->d_dpred);
+    tensor_free(&tr->d_pred), tensor_free(&tr->d_dpred), tensor_free(&tr->d_tpred), tensor_free(&tr->d_dpred2);
+    dit_free(&tr->teacher);
     tensor_free(&tr->adam_m), tensor_free(&tr->adam_v), tensor_free(&tr->ema);
     dit_free(&tr->model);
     sampler_free(&tr->sampler);
