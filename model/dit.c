@@ -159,6 +159,13 @@ int dit_init(dit_t *m, const model_config_t *cfg, device_t device, int B, int F,
         param_table_free(&m->table);
         return -1;
     }
+    int D = cfg->dim / cfg->heads;
+    if (device == DEVICE_CUDA && D != 64 && D != 128) {
+        snprintf(err, errlen, "head dim %d (dim %d / heads %d): the CUDA attention kernels take head dims 64 and 128",
+                 D, cfg->dim, cfg->heads);
+        param_table_free(&m->table);
+        return -1;
+    }
     m->cfg = *cfg;
     m->device = device;
     m->B = B, m->F = F, m->H = H, m->W = W, m->recompute = recompute;

@@ -78,6 +78,7 @@ static void compare(const char *preset, int F, int H, int W) {
     char err[256];
     model_config_preset(preset, &c, err, sizeof err);
     c.sla.topk = 0.3, c.sla.blk_q = 64, c.sla.blk_k = 64;
+    if (c.dim / c.heads < 64) c.heads = c.dim / 64; /* the CUDA attention kernels take head dims 64 and 128 */
     int B = 2, Lt = c.text_len - 3;
     param_table_t t;
     param_table_build(&c, &t, err, sizeof err);
