@@ -43,7 +43,7 @@ fi
 
 if [[ $skip != *,ctest,* ]]; then
     pushd "$bld" >/dev/null
-    run_step "ctest -L gpu" "$out/ctest_gpu.log" ctest -L gpu -LE bench --output-on-failure --timeout 3000
+    run_step "ctest -L gpu" "$out/ctest_gpu.log" ctest -L gpu -LE bench -V --timeout 3000
     popd >/dev/null
     grep -E "tests passed|tests failed|\*\*\*Failed|Not Run|FAIL" "$out/ctest_gpu.log" | head -40 | sed 's/^/    /' | tee -a "$summary"
 fi

@@ -12,6 +12,8 @@
  * Order of the forward: selection -> linear branch (writes ol and o = Ol W^T + b) -> sparse
  * flash kernel (o += Os, writes os, lse). Backward: lists and Ds -> linear branch (writes its part
  * of dq, dk, dv) -> proj gradients -> sparse dq and dk/dv kernels (add their parts). */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sla_cuda.h"
@@ -19,6 +21,41 @@
 #include "sla_internal.cuh"
 
 namespace {
+
+/* ---- optional phase timing (SLA_CUDA_TIMING set: events between phases, printed at the end of
+ * each call after a synchronisation; a diagnostic for benchmarks, never on in training) -------- */
+
+struct PhaseTimer {
+    bool on = false;
+    int n = 0;
+    cudaEvent_t ev[32] = {};
+    const char *name[32] = {};
+    const char *op = "";
+    void begin(const char *opname) {
+        on = getenv("SLA_CUDA_TIMING") != nullptr, n = 0, op = opname;
+        mark("start");
+    }
+    void mark(const char *nm) {
+        if (!on || n >= 32) return;
+        if (!ev[n]) CUDA_CHECK(cudaEventCreate(&ev[n]));
+        CUDA_CHECK(cudaEventRecord(ev[n], cuda_stream()));
+        name[n++] = nm;
+    }
+    void end() {
+        if (!on) return;
+        CUDA_CHECK(cudaEventSynchronize(ev[n - 1]));
+        float total = 0.f;
+        fprintf(stderr, "[sla timing] %s:", op);
+        for (int i = 1; i < n; i++) {
+            float ms;
+            CUDA_CHECK(cudaEventElapsedTime(&ms, ev[i - 1], ev[i]));
+            total += ms;
+            fprintf(stderr, " %s %.3f", name[i], ms);
+        }
+        fprintf(stderr, " | total %.3f ms\n", total);
+    }
+};
+PhaseTimer g_timer;
 
 /* ---- workspace -------------------------------------------------------------------------------- */
 
@@ -166,7 +203,9 @@ void lin_states(const sla_config_t *cfg, const sla_dims_t *d, const LinMode &lm,
     int BH = d->B * d->H;
     sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map, lm.sub,
                       lm.L > 0 ? w.lin_list : nullptr, lm.L);
+    g_timer.mark("rowmap");
     lin_phik_launch(k, w.phik, w.z, BH, d->N, d->D, d->blk_k, d->Tn, (int)cfg->feature);
+    g_timer.mark("phik");
     int nch = lin_outer_launch(w.phik, v, BH, d->N, d->D, w.part, w.colpart);
     lin_reduce_launch(w.part, w.Htot, BH, nch, (long)d->D * d->D);
     lin_reduce_launch(w.colpart, w.Ztot, BH, nch, d->D);
@@ -213,15 +252,22 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     int *lut = static_cast<int *>(saved->lut.data), *neg = static_cast<int *>(saved->neg.data);
     const int neg_ld = (int)saved->neg.shape[3];
 
-    sla_select_launch(qb, kb, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, d->kappa, d->n_negl, lut_given, lut,
-                      neg, neg_ld, w.qbar, w.ksum, w.kbar, w.scores);
+    g_timer.begin("forward");
+    sla_pool_launch(qb, kb, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, w.qbar, w.ksum, w.kbar);
+    g_timer.mark("pool");
+    sla_scores_launch(w.qbar, w.kbar, BH, d->D, d->Tm, d->Tn, w.scores);
+    g_timer.mark("scores");
+    sla_topk_launch(w.scores, BH, d->Tm, d->Tn, d->kappa, d->n_negl, lut_given, lut, neg, neg_ld);
+    g_timer.mark("topk");
 
     LinParams lp = lin_params(cfg, d, lm, w);
     lp.q = qb, lp.v = vb;
     lp.W = static_cast<const float *>(proj_w->data), lp.b = static_cast<const float *>(proj_b->data);
     lp.ol = static_cast<bf16 *>(saved->ol.data), lp.o = static_cast<bf16 *>(o->data);
     if (lm.active) lin_states(cfg, d, lm, w, lut, neg, neg_ld, kb, vb);
+    g_timer.mark("outer");
     lin_forward_launch(lp, BH, d->D, d->blk_q);
+    g_timer.mark("lin_fwd");
 
     FlashParams fp;
     memset(&fp, 0, sizeof fp);
@@ -231,6 +277,8 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     fp.lut = lut, fp.kappa = d->kappa, fp.tpb = d->blk_k / 64, fp.Tq = d->Tm;
     fp.Nq = d->N, fp.Nk = d->N, fp.add = 1;
     flash_forward(fp, BH, d->D, d->blk_q);
+    g_timer.mark("flash_fwd");
+    g_timer.end();
 }
 
 extern "C" void sla_backward_cuda(const sla_config_t *cfg, const sla_dims_t *d, const tensor_t *q, const tensor_t *k,
@@ -259,13 +307,17 @@ extern "C" void sla_backward_cuda(const sla_config_t *cfg, const sla_dims_t *d, 
     bf16 *dqb = static_cast<bf16 *>(dq->data), *dkb = static_cast<bf16 *>(dk->data), *dvb = static_cast<bf16 *>(dv->data);
 
     /* Lists: critical blocks transposed (for dK/dV), and the linear branch's. */
+    g_timer.begin("backward");
     if (lm.active) {
         lin_states(cfg, d, lm, w, lut, neg, neg_ld, kb, vb);
     } else {
         sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map, 1, nullptr, 0);
     }
+    g_timer.mark("outer");
     sla_collist_launch(w.map, BH, d->Tm, d->Tn, 0, w.cnt, w.tlut_off, w.tlut_ent, (long)d->Tm * d->kappa);
+    g_timer.mark("tlist");
     flash_bwd_prep(gb, os, w.Ds, (long)BH * d->N, D);
+    g_timer.mark("prep");
 
     if (lm.active) {
         LinParams lp = lin_params(cfg, d, lm, w);
@@ -273,9 +325,11 @@ extern "C" void sla_backward_cuda(const sla_config_t *cfg, const sla_dims_t *d, 
         lp.W = static_cast<const float *>(proj_w->data);
         lp.dq = dqb, lp.dk = dkb, lp.dv = dvb, lp.qhat = w.qhat, lp.dol = w.dol, lp.beta = w.beta;
         lin_backward_q_launch(lp, BH, D, d->blk_q);
+        g_timer.mark("lin_bwd_q");
         int nch = lin_outer_launch(w.qhat, w.dol, BH, d->N, D, w.part, nullptr);
         lin_reduce_launch(w.part, w.Atot, BH, nch, (long)D * D);
         lin_reduce_launch(w.beta, w.betatot, BH, d->Tm, D);
+        g_timer.mark("lin_totals");
         if (lm.L > 0) {
             sla_collist_launch(w.map, BH, d->Tm, d->Tn, lm.sub ? 1 : 2, w.cnt, w.tlin_off, w.tlin_ent,
                                (long)d->Tm * lm.L);
@@ -283,12 +337,14 @@ extern "C" void sla_backward_cuda(const sla_config_t *cfg, const sla_dims_t *d, 
         }
         lp.qhat_in = w.qhat, lp.dol_in = w.dol, lp.beta_in = w.beta, lp.Atot = w.Atot, lp.betatot = w.betatot;
         lin_backward_k_launch(lp, BH, D);
+        g_timer.mark("lin_bwd_k");
     }
 
     /* Proj: dW = sum dout^T Ol, db = sum dout, over every row of every head. */
     int nch = lin_outer_launch(gb, ol, BH, d->N, D, w.part, w.colpart);
     lin_reduce_launch(w.part, static_cast<float *>(dproj_w->data), 1, BH * nch, (long)D * D);
     lin_reduce_launch(w.colpart, static_cast<float *>(dproj_b->data), 1, BH * nch, D);
+    g_timer.mark("proj_grads");
 
     FlashParams fp;
     memset(&fp, 0, sizeof fp);
@@ -300,7 +356,10 @@ extern "C" void sla_backward_cuda(const sla_config_t *cfg, const sla_dims_t *d, 
     fp.spb = d->blk_q / 64, fp.Tk = d->Tn;
     fp.Nq = d->N, fp.Nk = d->N, fp.add = lm.active;
     flash_backward_dq(fp, BH, D, d->blk_q);
+    g_timer.mark("flash_dq");
     flash_backward_dkdv(fp, BH, D);
+    g_timer.mark("flash_dkdv");
+    g_timer.end();
 }
 
 /* ---- dense attention ---------------------------------------------------------------------------- */

@@ -2,7 +2,7 @@
  * m16n8k16, fp32 accumulation, online softmax in base 2), shared by dense attention and SLA's
  * sparse branch: with a lut a query block visits only its kept key blocks, without one every key.
  *
- * flash_fwd_kernel   one CTA per query block (bq = 64 or 128 rows, one warp per 16 rows); K/V
+ * flash_fwd_kernel   one CTA per query block (bq = 64 or 128 rows, a warp per 16 or 32 rows); K/V
  *                    64-row tiles double-buffered with cp.async. Writes o (or o += Os when add:
  *                    the linear branch wrote Ol W^T + b there first), os and lse (natural log).
  * flash_dq_kernel    one CTA per query block, same loop; recomputes P, dP, dS; dq (+)= scale dS K.
@@ -48,9 +48,11 @@ __device__ __forceinline__ TileSeq query_seq(const FlashParams &p, int bh, int k
     return s;
 }
 
-template <int D, int BQ>
-__global__ void __launch_bounds__(BQ * 2) flash_fwd_kernel(FlashParams p) {
-    constexpr int LD = D + 8, NTD = D / 8, NTH = BQ * 2;
+/* WM 16-row m-tiles per warp: BQ / (16 WM) warps. Two m-tiles halve the K/V fragment loads from
+ * shared memory per MMA (every B fragment feeds both). */
+template <int D, int BQ, int WM>
+__global__ void __launch_bounds__(BQ * 2 / WM) flash_fwd_kernel(FlashParams p) {
+    constexpr int LD = D + 8, NTD = D / 8, NTH = BQ * 2 / WM, RW = 16 * WM;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     bf16 *sQ = reinterpret_cast<bf16 *>(smem_raw);
     bf16 *sK = sQ + BQ * LD, *sV = sK + 2 * FlashSmem<D>::tile;
@@ -70,9 +72,11 @@ __global__ void __launch_bounds__(BQ * 2) flash_fwd_kernel(FlashParams p) {
     cp_async_commit();
 
     const float sl2 = SLA_LOG2E * rsqrtf((float)D);
-    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
-    float acc[1][NTD][4];
-    zero_acc<1, NTD>(acc);
+    float m[WM][2], l[WM][2];
+    float acc[WM][NTD][4];
+#pragma unroll
+    for (int i = 0; i < WM; i++) m[i][0] = m[i][1] = -INFINITY, l[i][0] = l[i][1] = 0.f;
+    zero_acc<WM, NTD>(acc);
 
     for (int it = 0; it < n; it++) {
         const int buf = it & 1;
@@ -81,74 +85,77 @@ __global__ void __launch_bounds__(BQ * 2) flash_fwd_kernel(FlashParams p) {
         cp_async_wait<1>();
         __syncthreads();
         const bf16 *ks = sK + buf * FlashSmem<D>::tile, *vs = sV + buf * FlashSmem<D>::tile;
-        float s[1][8][4];
-        zero_acc<1, 8>(s);
-        warp_gemm<1, 8, false, true>(s, sQ + w * 16 * LD, LD, ks, LD, D, lane);
+        float s[WM][8][4];
+        zero_acc<WM, 8>(s);
+        warp_gemm<WM, 8, false, true>(s, sQ + w * RW * LD, LD, ks, LD, D, lane);
         const long k0 = (long)seq.tile(it) * KT;
         const bool partial = k0 + KT > p.Nk;
-        float mx0 = m0, mx1 = m1;
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int i = 0; i < WM; i++) {
+            float mx0 = m[i][0], mx1 = m[i][1];
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float x = s[0][j][e] * sl2;
-                if (partial && k0 + j * 8 + 2 * t + (e & 1) >= p.Nk) x = -INFINITY;
-                s[0][j][e] = x;
-                if (e < 2) mx0 = fmaxf(mx0, x); else mx1 = fmaxf(mx1, x);
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    float x = s[i][j][e] * sl2;
+                    if (partial && k0 + j * 8 + 2 * t + (e & 1) >= p.Nk) x = -INFINITY;
+                    s[i][j][e] = x;
+                    if (e < 2) mx0 = fmaxf(mx0, x); else mx1 = fmaxf(mx1, x);
+                }
+            mx0 = quad_max(mx0), mx1 = quad_max(mx1);
+            const float r0 = mx0 == -INFINITY ? 0.f : mx0, r1 = mx1 == -INFINITY ? 0.f : mx1;
+            const float c0 = fast_exp2(m[i][0] - r0), c1 = fast_exp2(m[i][1] - r1);
+            m[i][0] = mx0, m[i][1] = mx1;
+            float ps0 = 0.f, ps1 = 0.f;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                s[i][j][0] = fast_exp2(s[i][j][0] - r0), s[i][j][1] = fast_exp2(s[i][j][1] - r0);
+                s[i][j][2] = fast_exp2(s[i][j][2] - r1), s[i][j][3] = fast_exp2(s[i][j][3] - r1);
+                ps0 += s[i][j][0] + s[i][j][1], ps1 += s[i][j][2] + s[i][j][3];
             }
-        mx0 = quad_max(mx0), mx1 = quad_max(mx1);
-        const float r0 = mx0 == -INFINITY ? 0.f : mx0, r1 = mx1 == -INFINITY ? 0.f : mx1;
-        const float c0 = fast_exp2(m0 - r0), c1 = fast_exp2(m1 - r1);
-        m0 = mx0, m1 = mx1;
-        float ps0 = 0.f, ps1 = 0.f;
+            l[i][0] = l[i][0] * c0 + ps0, l[i][1] = l[i][1] * c1 + ps1;
 #pragma unroll
-        for (int j = 0; j < 8; j++) {
-            s[0][j][0] = fast_exp2(s[0][j][0] - r0), s[0][j][1] = fast_exp2(s[0][j][1] - r0);
-            s[0][j][2] = fast_exp2(s[0][j][2] - r1), s[0][j][3] = fast_exp2(s[0][j][3] - r1);
-            ps0 += s[0][j][0] + s[0][j][1], ps1 += s[0][j][2] + s[0][j][3];
+            for (int j = 0; j < NTD; j++) acc[i][j][0] *= c0, acc[i][j][1] *= c0, acc[i][j][2] *= c1, acc[i][j][3] *= c1;
         }
-        l0 = l0 * c0 + ps0, l1 = l1 * c1 + ps1;
-#pragma unroll
-        for (int j = 0; j < NTD; j++) acc[0][j][0] *= c0, acc[0][j][1] *= c0, acc[0][j][2] *= c1, acc[0][j][3] *= c1;
 #pragma unroll
         for (int kc = 0; kc < 4; kc++) {
-            uint32_t a[4] = {pack_bf16(s[0][2 * kc][0], s[0][2 * kc][1]), pack_bf16(s[0][2 * kc][2], s[0][2 * kc][3]),
-                             pack_bf16(s[0][2 * kc + 1][0], s[0][2 * kc + 1][1]),
-                             pack_bf16(s[0][2 * kc + 1][2], s[0][2 * kc + 1][3])};
+            uint32_t a[WM][4];
+#pragma unroll
+            for (int i = 0; i < WM; i++) {
+                a[i][0] = pack_bf16(s[i][2 * kc][0], s[i][2 * kc][1]), a[i][1] = pack_bf16(s[i][2 * kc][2], s[i][2 * kc][3]);
+                a[i][2] = pack_bf16(s[i][2 * kc + 1][0], s[i][2 * kc + 1][1]);
+                a[i][3] = pack_bf16(s[i][2 * kc + 1][2], s[i][2 * kc + 1][3]);
+            }
 #pragma unroll
             for (int dp = 0; dp < D / 16; dp++) {
                 uint32_t b[4];
                 ldsm_x4_t(b, vs + (kc * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + dp * 16 + (lane >> 4) * 8);
-                mma16816(acc[0][2 * dp], a, b[0], b[1]);
-                mma16816(acc[0][2 * dp + 1], a, b[2], b[3]);
+#pragma unroll
+                for (int i = 0; i < WM; i++) {
+                    mma16816(acc[i][2 * dp], a[i], b[0], b[1]);
+                    mma16816(acc[i][2 * dp + 1], a[i], b[2], b[3]);
+                }
             }
         }
         __syncthreads();
     }
     cp_async_wait<0>();
 
-    l0 = quad_sum(l0), l1 = quad_sum(l1);
-    const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
-    const int row0 = q0 + w * 16 + g, row1 = row0 + 8;
-    if (t == 0) {
-        if (row0 < p.Nq) p.lse_out[(long)bh * p.Nq + row0] = (m0 + log2f(l0)) * SLA_LN2;
-        if (row1 < p.Nq) p.lse_out[(long)bh * p.Nq + row1] = (m1 + log2f(l1)) * SLA_LN2;
-    }
-#pragma unroll
-    for (int j = 0; j < NTD; j++) {
-        acc[0][j][0] *= i0, acc[0][j][1] *= i0, acc[0][j][2] *= i1, acc[0][j][3] *= i1;
-    }
     bf16 *og = p.o + (long)bh * p.Nq * D;
-    if (p.os) frag_store_global<NTD>(acc[0], p.os + (long)bh * p.Nq * D, D, q0 + w * 16, p.Nq, lane);
-    if (p.add) {
-        float prev[NTD][4];
-        frag_load_global<NTD>(prev, og, D, q0 + w * 16, p.Nq, lane);
 #pragma unroll
-        for (int j = 0; j < NTD; j++)
+    for (int i = 0; i < WM; i++) {
+        const float l0 = quad_sum(l[i][0]), l1 = quad_sum(l[i][1]);
+        const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
+        const int rbase = q0 + w * RW + i * 16, row0 = rbase + g, row1 = row0 + 8;
+        if (t == 0) {
+            if (row0 < p.Nq) p.lse_out[(long)bh * p.Nq + row0] = (m[i][0] + log2f(l0)) * SLA_LN2;
+            if (row1 < p.Nq) p.lse_out[(long)bh * p.Nq + row1] = (m[i][1] + log2f(l1)) * SLA_LN2;
+        }
 #pragma unroll
-            for (int e = 0; e < 4; e++) acc[0][j][e] += prev[j][e];
+        for (int j = 0; j < NTD; j++) acc[i][j][0] *= i0, acc[i][j][1] *= i0, acc[i][j][2] *= i1, acc[i][j][3] *= i1;
+        if (p.os) frag_store_global<NTD>(acc[i], p.os + (long)bh * p.Nq * D, D, rbase, p.Nq, lane);
+        frag_store_global_add<NTD>(acc[i], 1.f, og, D, rbase, p.Nq, p.add, lane);
     }
-    frag_store_global<NTD>(acc[0], og, D, q0 + w * 16, p.Nq, lane);
 }
 
 template <int D, int BQ>
@@ -222,14 +229,7 @@ __global__ void __launch_bounds__(BQ * 2) flash_dq_kernel(FlashParams p) {
     cp_async_wait<0>();
 
     const float scale = rsqrtf((float)D);
-    bf16 *dqg = p.dq + (long)bh * p.Nq * D;
-    float prev[NTD][4];
-    if (p.add) frag_load_global<NTD>(prev, dqg, D, q0 + w * 16, p.Nq, lane);
-#pragma unroll
-    for (int j = 0; j < NTD; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) acc[0][j][e] = acc[0][j][e] * scale + (p.add ? prev[j][e] : 0.f);
-    frag_store_global<NTD>(acc[0], dqg, D, q0 + w * 16, p.Nq, lane);
+    frag_store_global_add<NTD>(acc[0], scale, p.dq + (long)bh * p.Nq * D, D, q0 + w * 16, p.Nq, p.add, lane);
     (void)t;
 }
 
@@ -318,19 +318,8 @@ __global__ void __launch_bounds__(128) flash_dkdv_kernel(FlashParams p) {
     const float scale = rsqrtf((float)D);
     bf16 *dkg = p.dk + (long)bh * p.Nk * D, *dvg = p.dv + (long)bh * p.Nk * D;
     const int r0 = (int)k0 + w * 16;
-    float prev[NTD][4];
-    if (p.add) frag_load_global<NTD>(prev, dkg, D, r0, p.Nk, lane);
-#pragma unroll
-    for (int j = 0; j < NTD; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) dk[0][j][e] = dk[0][j][e] * scale + (p.add ? prev[j][e] : 0.f);
-    frag_store_global<NTD>(dk[0], dkg, D, r0, p.Nk, lane);
-    if (p.add) frag_load_global<NTD>(prev, dvg, D, r0, p.Nk, lane);
-#pragma unroll
-    for (int j = 0; j < NTD; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) dv[0][j][e] += p.add ? prev[j][e] : 0.f;
-    frag_store_global<NTD>(dv[0], dvg, D, r0, p.Nk, lane);
+    frag_store_global_add<NTD>(dk[0], scale, dkg, D, r0, p.Nk, p.add, lane);
+    frag_store_global_add<NTD>(dv[0], 1.f, dvg, D, r0, p.Nk, p.add, lane);
 }
 
 /* Ds[r] = sum_d dout[r][d] * o[r][d]; D / 8 threads per row, 16-byte loads. */
@@ -355,11 +344,11 @@ template <int D> __global__ void __launch_bounds__(256) flash_prep_kernel(const 
 }
 
 template <int D, int BQ> void launch_fwd(const FlashParams &p, int BH) {
-    constexpr int smem = (BQ + 4 * KT) * (D + 8) * 2;
+    constexpr int smem = (BQ + 4 * KT) * (D + 8) * 2, WM = BQ == 128 ? 2 : 1;
     static bool init = false;
-    if (!init) sla_smem_limit(flash_fwd_kernel<D, BQ>, smem), init = true;
+    if (!init) sla_smem_limit(flash_fwd_kernel<D, BQ, WM>, smem), init = true;
     dim3 grid((p.Nq + BQ - 1) / BQ, BH);
-    flash_fwd_kernel<D, BQ><<<grid, BQ * 2, smem, cuda_stream()>>>(p);
+    flash_fwd_kernel<D, BQ, WM><<<grid, BQ * 2 / WM, smem, cuda_stream()>>>(p);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -49,6 +49,13 @@ void sla_select_launch(const bf16 *q, const bf16 *k, int BH, int N, int D, int b
                        int kappa, int n_negl, int lut_given, int *lut, int *neg, int neg_ld, float *qbar, float *ksum,
                        float *kbar, float *scores);
 
+/* The three steps of sla_select_launch. */
+void sla_pool_launch(const bf16 *q, const bf16 *k, int BH, int N, int D, int blk_q, int blk_k, int Tm, int Tn,
+                     float *qbar, float *ksum, float *kbar);
+void sla_scores_launch(const float *qbar, const float *kbar, int BH, int D, int Tm, int Tn, float *scores);
+void sla_topk_launch(const float *scores, int BH, int Tm, int Tn, int kappa, int n_negl, int lut_given, int *lut,
+                     int *neg, int neg_ld);
+
 /* map [BH, Tm, Tn] bytes: 0 marginal, 1 critical, 2 negligible; and, when lin_list != null, per
  * query block the ascending key blocks with (sub ? map != 0 : map == 0) ([BH, Tm, L]). */
 void sla_rowmap_launch(const int *lut, const int *neg, int neg_ld, int BH, int Tm, int Tn, int kappa, int n_negl,

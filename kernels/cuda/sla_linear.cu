@@ -1,7 +1,9 @@
 /* kernels/cuda/sla_linear.cu — SLA's linear branch on the GPU (SLA.md sections 3-5): feature maps,
  * d x d states, the proj, and their gradients. bf16 tensor cores with fp32 accumulation; where an
  * fp32 value must enter a product (states, phi(Q), Ol, W) it is split into bf16 hi + lo and three
- * products are summed, which keeps about 16 bits.
+ * products are summed (the fp32 W of the proj); states, phi and Ol enter as single bf16 terms
+ * (their rounding, 2^-9 relative per element, averages out over the d-long dot products: about
+ * 2^-9 / sqrt(d) on the result, well under the bf16 rounding of the outputs).
  *
  * A query block's state H_i = sum over its linear key blocks of phi(K)^T V is formed in the kernel
  * that uses it, from the 64-row tiles of phi(K) and V: either directly over the marginal blocks
@@ -88,7 +90,8 @@ __device__ void dd_store(float (&acc)[DDT<D, NW>::MT][DDT<D, NW>::NT][4], const 
                 int r = m0 + mt * 16 + g + (e >> 1) * 8, c = n0 + j * 8 + 2 * t + (e & 1);
                 acc[mt][j][e] = sub ? base[r * D + c] - acc[mt][j][e] : acc[mt][j][e];
             }
-        frag_store_split<T::NT>(acc[mt], hi + (m0 + mt * 16) * LD + n0, lo + (m0 + mt * 16) * LD + n0, LD, lane);
+        frag_store_split<T::NT>(acc[mt], hi + (m0 + mt * 16) * LD + n0, lo ? lo + (m0 + mt * 16) * LD + n0 : nullptr,
+                                LD, lane);
     }
 }
 
@@ -100,10 +103,10 @@ __device__ __forceinline__ TileSeq lin_key_seq(const LinParams &p, int bh, int q
     return s;
 }
 
-/* Shared between forward and backward: H_i (hi/lo into R0) and Z_i (into sZ), then a barrier. */
+/* Shared between forward and backward: H_i (bf16 into R0, row stride D + 8) and Z_i (fp32 into
+ * sZ), then a barrier. */
 template <int D, int NW>
 __device__ void build_state(const LinParams &p, int bh, int qb, bf16 *R0, float *sZ) {
-    constexpr int LD = D + 8;
     using T = DDT<D, NW>;
     const long hoff = (long)bh * p.N * D;
     float acc[T::MT][T::NT][4];
@@ -118,7 +121,7 @@ __device__ void build_state(const LinParams &p, int bh, int qb, bf16 *R0, float 
     }
     cp_async_wait<0>();
     __syncthreads();
-    dd_store<D, NW>(acc, p.Htot + (long)bh * D * D, p.sub, R0, R0 + D * LD);
+    dd_store<D, NW>(acc, p.Htot + (long)bh * D * D, p.sub, R0, nullptr);
     __syncthreads();
 }
 
@@ -153,8 +156,8 @@ __global__ void __launch_bounds__(BQ * 2) lin_fwd_kernel(LinParams p) {
     constexpr int NW = BQ / 16, NTH = BQ * 2, LD = D + 8, NTD = D / 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     bf16 *R0 = reinterpret_cast<bf16 *>(smem_raw);
-    bf16 *Ahi = R0 + 4 * KT * LD, *Alo = Ahi + BQ * LD;
-    float *sZ = reinterpret_cast<float *>(Alo + BQ * LD);
+    bf16 *Ahi = R0 + 4 * KT * LD; /* Q, then phi(Q), then Ol (bf16) */
+    float *sZ = reinterpret_cast<float *>(Ahi + BQ * LD);
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, t = lane & 3;
     const int bh = blockIdx.y, qb = blockIdx.x, q0 = qb * BQ;
     const long hoff = (long)bh * p.N * D;
@@ -177,21 +180,21 @@ __global__ void __launch_bounds__(BQ * 2) lin_fwd_kernel(LinParams p) {
     frag_phi<NTD>(x, p.feature);
     float i0, i1;
     row_inv_den<NTD>(x, sZ, p.all, i0, i1);
-    frag_store_split<NTD>(x, Ahi + w * 16 * LD, Alo + w * 16 * LD, LD, lane);
+    frag_store_split<NTD>(x, Ahi + w * 16 * LD, nullptr, LD, lane);
     __syncwarp();
     float num[1][NTD][4];
     zero_acc<1, NTD>(num);
-    warp_gemm3<1, NTD, false, false>(num, Ahi + w * 16 * LD, Alo + w * 16 * LD, LD, R0, R0 + D * LD, LD, D, lane);
+    warp_gemm<1, NTD, false, false>(num, Ahi + w * 16 * LD, LD, R0, LD, D, lane);
 #pragma unroll
     for (int j = 0; j < NTD; j++) num[0][j][0] *= i0, num[0][j][1] *= i0, num[0][j][2] *= i1, num[0][j][3] *= i1;
     frag_store_global<NTD>(num[0], p.ol + hoff, D, q0 + w * 16, p.N, lane);
     __syncthreads(); /* everyone is done with H */
     load_w_split<D>(p.W, R0, R0 + D * LD, NTH);
-    frag_store_split<NTD>(num[0], Ahi + w * 16 * LD, Alo + w * 16 * LD, LD, lane);
+    frag_store_split<NTD>(num[0], Ahi + w * 16 * LD, nullptr, LD, lane); /* Ol as saved: bf16 */
     __syncthreads();
     float pr[1][NTD][4];
     zero_acc<1, NTD>(pr);
-    warp_gemm3<1, NTD, false, true>(pr, Ahi + w * 16 * LD, Alo + w * 16 * LD, LD, R0, R0 + D * LD, LD, D, lane);
+    warp_gemm3<1, NTD, false, true>(pr, Ahi + w * 16 * LD, nullptr, LD, R0, R0 + D * LD, LD, D, lane);
 #pragma unroll
     for (int j = 0; j < NTD; j++) {
         float b0 = p.b[j * 8 + 2 * t], b1 = p.b[j * 8 + 2 * t + 1];
@@ -253,7 +256,7 @@ __global__ void __launch_bounds__(BQ * 2) lin_bwdq_kernel(LinParams p) {
     }
     frag_store_global<NTD>(dol[0], p.dol + hoff, D, q0 + w * 16, p.N, lane);
     __syncwarp(); /* the warp's Q and dout rows are consumed: dOl hi/lo take their place */
-    frag_store_split<NTD>(dol[0], aq, ag, LD, lane);
+    frag_store_split<NTD>(dol[0], aq, nullptr, LD, lane);
     /* qhat and beta partials */
     {
         bf16 *qh = p.qhat + hoff;
@@ -276,7 +279,7 @@ __global__ void __launch_bounds__(BQ * 2) lin_bwdq_kernel(LinParams p) {
     /* dphi = (dOl H^T - Dl Z) / den */
     float dph[1][NTD][4];
     zero_acc<1, NTD>(dph);
-    warp_gemm3<1, NTD, false, true>(dph, aq, ag, LD, R0, R0 + D * LD, LD, D, lane);
+    warp_gemm<1, NTD, false, true>(dph, aq, LD, R0, LD, D, lane);
 #pragma unroll
     for (int j = 0; j < NTD; j++) {
         float z0 = sZ[j * 8 + 2 * t], z1 = sZ[j * 8 + 2 * t + 1];
@@ -298,8 +301,8 @@ __global__ void __launch_bounds__(128) lin_bwdk_kernel(LinParams p) {
     constexpr int NW = 4, NTH = 128, LD = D + 8, NTD = D / 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     bf16 *R0 = reinterpret_cast<bf16 *>(smem_raw);
-    bf16 *Sk = R0 + 4 * KT * LD, *Sv = Sk + KT * LD, *Sl = Sv + KT * LD;
-    float *sBb = reinterpret_cast<float *>(Sl + KT * LD);
+    bf16 *Sk = R0 + 4 * KT * LD, *Sv = Sk + KT * LD;
+    float *sBb = reinterpret_cast<float *>(Sv + KT * LD);
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, t = lane & 3;
     const int bh = blockIdx.y, kt = blockIdx.x;
     const long k0 = (long)kt * KT, hoff = (long)bh * p.N * D;
@@ -326,18 +329,18 @@ __global__ void __launch_bounds__(128) lin_bwdk_kernel(LinParams p) {
     }
     cp_async_wait<0>();
     __syncthreads();
-    dd_store<D, NW>(acc, p.Atot + (long)bh * D * D, p.sub, R0, R0 + D * LD);
+    dd_store<D, NW>(acc, p.Atot + (long)bh * D * D, p.sub, R0, nullptr);
     __syncthreads();
 
-    bf16 *sk = Sk + w * 16 * LD, *sl = Sl + w * 16 * LD, *sv = Sv + w * 16 * LD;
+    bf16 *sk = Sk + w * 16 * LD, *sv = Sv + w * 16 * LD;
     float x[NTD][4];
     frag_load_smem<NTD>(x, sk, LD, lane);
     frag_phi<NTD>(x, p.feature);
-    frag_store_split<NTD>(x, sk, sl, LD, lane);
+    frag_store_split<NTD>(x, sk, nullptr, LD, lane);
     __syncwarp();
     float d[1][NTD][4];
     zero_acc<1, NTD>(d);
-    warp_gemm3<1, NTD, false, true>(d, sv, nullptr, LD, R0, R0 + D * LD, LD, D, lane); /* V Abar^T */
+    warp_gemm<1, NTD, false, true>(d, sv, LD, R0, LD, D, lane); /* V Abar^T */
 #pragma unroll
     for (int j = 0; j < NTD; j++) {
         float b0 = sBb[j * 8 + 2 * t], b1 = sBb[j * 8 + 2 * t + 1];
@@ -346,7 +349,7 @@ __global__ void __launch_bounds__(128) lin_bwdk_kernel(LinParams p) {
     frag_phi_backward<NTD>(d[0], x, p.feature);
     frag_store_global<NTD>(d[0], p.dk + hoff, D, (int)k0 + w * 16, p.N, lane);
     zero_acc<1, NTD>(d);
-    warp_gemm3<1, NTD, false, false>(d, sk, sl, LD, R0, R0 + D * LD, LD, D, lane); /* phi(K) Abar */
+    warp_gemm<1, NTD, false, false>(d, sk, LD, R0, LD, D, lane); /* phi(K) Abar */
     frag_store_global<NTD>(d[0], p.dv + hoff, D, (int)k0 + w * 16, p.N, lane);
 }
 
@@ -454,7 +457,7 @@ __global__ void lin_reduce_kernel(const float *in, float *out, int count, long E
 }
 
 template <int D, int BQ> void fwd_launch(const LinParams &p, int BH) {
-    constexpr int LD = D + 8, smem = (4 * KT * LD + 2 * BQ * LD) * 2 + D * 4;
+    constexpr int LD = D + 8, smem = (4 * KT * LD + BQ * LD) * 2 + D * 4;
     static bool init = false;
     if (!init) sla_smem_limit(lin_fwd_kernel<D, BQ>, smem), init = true;
     lin_fwd_kernel<D, BQ><<<dim3(p.Tm, BH), BQ * 2, smem, cuda_stream()>>>(p);
@@ -470,7 +473,7 @@ template <int D, int BQ> void bwdq_launch(const LinParams &p, int BH) {
 }
 
 template <int D> void bwdk_launch(const LinParams &p, int BH) {
-    constexpr int LD = D + 8, smem = (4 * KT * LD + 3 * KT * LD) * 2 + D * 4;
+    constexpr int LD = D + 8, smem = (4 * KT * LD + 2 * KT * LD) * 2 + D * 4;
     static bool init = false;
     if (!init) sla_smem_limit(lin_bwdk_kernel<D>, smem), init = true;
     lin_bwdk_kernel<D><<<dim3((p.N + KT - 1) / KT, BH), 128, smem, cuda_stream()>>>(p);

@@ -303,6 +303,27 @@ __device__ __forceinline__ void frag_store_global(const float (&x)[NT][4], bf16 
     }
 }
 
+/* gm[r][c] = x + (add ? gm[r][c] : 0), pair by pair (no second fragment array). */
+template <int NT>
+__device__ __forceinline__ void frag_store_global_add(const float (&x)[NT][4], float scale, bf16 *gm, int ld, int row0,
+                                                      int nrows, int add, int lane) {
+    int g = lane >> 2, t = lane & 3;
+    int r0 = row0 + g, r1 = r0 + 8;
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+        if (r0 < nrows) {
+            uint32_t *ptr = reinterpret_cast<uint32_t *>(gm + (long)r0 * ld + n * 8 + 2 * t);
+            float2 a = add ? unpack_bf16(*ptr) : make_float2(0.f, 0.f);
+            *ptr = pack_bf16(x[n][0] * scale + a.x, x[n][1] * scale + a.y);
+        }
+        if (r1 < nrows) {
+            uint32_t *ptr = reinterpret_cast<uint32_t *>(gm + (long)r1 * ld + n * 8 + 2 * t);
+            float2 a = add ? unpack_bf16(*ptr) : make_float2(0.f, 0.f);
+            *ptr = pack_bf16(x[n][2] * scale + a.x, x[n][3] * scale + a.y);
+        }
+    }
+}
+
 template <int NT>
 __device__ __forceinline__ void frag_load_global(float (&x)[NT][4], const bf16 *gm, int ld, int row0, int nrows,
                                                  int lane) {

@@ -260,24 +260,40 @@ int next_pow2(int x) {
 
 } // namespace
 
-void sla_select_launch(const bf16 *q, const bf16 *k, int BH, int N, int D, int blk_q, int blk_k, int Tm, int Tn,
-                       int kappa, int n_negl, int lut_given, int *lut, int *neg, int neg_ld, float *qbar, float *ksum,
-                       float *kbar, float *scores) {
+void sla_pool_launch(const bf16 *q, const bf16 *k, int BH, int N, int D, int blk_q, int blk_k, int Tm, int Tn,
+                     float *qbar, float *ksum, float *kbar) {
     CHECK(D % 32 == 0 && D <= 256, "SLA selection: head dim %d must be a multiple of 32 up to 256", D);
-    CHECK(Tn <= 8192, "SLA selection: %d key blocks exceed the GPU top-k limit of 8192", Tn);
     cudaStream_t st = cuda_stream();
     pool_kernel<<<dim3(Tm + Tn, BH), 256, 0, st>>>(q, k, qbar, ksum, N, D, blk_q, blk_k, Tm, Tn);
     CUDA_CHECK_LAUNCH();
     kmean_kernel<<<BH, D, 0, st>>>(ksum, kbar, N, D, blk_k, Tn);
     CUDA_CHECK_LAUNCH();
-    scores_kernel<<<dim3((Tn + 31) / 32, (Tm + 31) / 32, BH), dim3(32, 8), 0, st>>>(qbar, kbar, scores, D, Tm, Tn);
+}
+
+void sla_scores_launch(const float *qbar, const float *kbar, int BH, int D, int Tm, int Tn, float *scores) {
+    scores_kernel<<<dim3((Tn + 31) / 32, (Tm + 31) / 32, BH), dim3(32, 8), 0, cuda_stream()>>>(qbar, kbar, scores, D,
+                                                                                               Tm, Tn);
     CUDA_CHECK_LAUNCH();
+}
+
+void sla_topk_launch(const float *scores, int BH, int Tm, int Tn, int kappa, int n_negl, int lut_given, int *lut,
+                     int *neg, int neg_ld) {
+    CHECK(Tn <= 8192, "SLA selection: %d key blocks exceed the GPU top-k limit of 8192", Tn);
     int P = next_pow2(Tn);
     int smem = P * 8 + P * 4 + 2 * ((Tn + 15) / 16) * 16;
     static int limit = 0;
     if (smem > 48 * 1024 && smem > limit) sla_smem_limit(topk_kernel, smem), limit = smem;
-    topk_kernel<<<dim3(Tm, BH), SCAN_THREADS, smem, st>>>(scores, lut, lut_given, neg, neg_ld, Tm, Tn, P, kappa, n_negl);
+    topk_kernel<<<dim3(Tm, BH), SCAN_THREADS, smem, cuda_stream()>>>(scores, lut, lut_given, neg, neg_ld, Tm, Tn, P,
+                                                                     kappa, n_negl);
     CUDA_CHECK_LAUNCH();
+}
+
+void sla_select_launch(const bf16 *q, const bf16 *k, int BH, int N, int D, int blk_q, int blk_k, int Tm, int Tn,
+                       int kappa, int n_negl, int lut_given, int *lut, int *neg, int neg_ld, float *qbar, float *ksum,
+                       float *kbar, float *scores) {
+    sla_pool_launch(q, k, BH, N, D, blk_q, blk_k, Tm, Tn, qbar, ksum, kbar);
+    sla_scores_launch(qbar, kbar, BH, D, Tm, Tn, scores);
+    sla_topk_launch(scores, BH, Tm, Tn, kappa, n_negl, lut_given, lut, neg, neg_ld);
 }
 
 void sla_rowmap_launch(const int *lut, const int *neg, int neg_ld, int BH, int Tm, int Tn, int kappa, int n_negl,

@@ -7,6 +7,8 @@
  * For each: median over many CUDA-event-timed runs (after warm-up) of the block map, forward,
  * backward and forward+backward; real TF/s (4 D x keys visited per query row forward, 2.5x that
  * backward) and dense-equivalent TF/s (4 N^2 D B H forward, 2.5x backward).
+ * After the timings of each case, one forward and backward run with SLA_CUDA_TIMING set prints the
+ * backend's phase breakdown to stderr.
  * Usage: sla-bench [--quick] [--csv FILE]   (--quick: the 480p shape only, fewer runs). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +166,12 @@ int main(int argc, char **argv) {
             sla_saved_alloc(&x.sv, &x.d, DEVICE_CUDA);
             float tm = time_median(&x, WHAT_SELECT, budget), tf = time_median(&x, WHAT_FWD, budget);
             float tb = time_median(&x, WHAT_BWD, budget), tt = time_median(&x, WHAT_BOTH, budget);
+            /* One more forward and backward with the backend's phase timer on (stderr). */
+            setenv("SLA_CUDA_TIMING", "1", 1);
+            fprintf(stderr, "B%d H%d N%d D%d rho %.2f phases (ms):\n", B, H, N, D, rhos[r]);
+            run_once(&x, WHAT_BOTH);
+            CK(cudaDeviceSynchronize());
+            unsetenv("SLA_CUDA_TIMING");
             /* Keys visited per query row: kappa blocks, the last one partial when kept. */
             const double real = 4.0 * (double)N * ((double)x.d.kappa * x.d.blk_k) * D * B * H;
             printf("B%d H%d N%d D%d rho %.2f kappa %d: map %.3f ms, fwd %.3f ms (%.0f real / %.0f dense-eq TF/s), "
