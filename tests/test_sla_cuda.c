@@ -410,6 +410,10 @@ int main(int argc, char **argv) {
     run_attn_case(1, 2, 1000, 777, 128, seed++);
     run_attn_case(2, 1, 333, 1000, 64, seed++);
     run_attn_case(1, 1, 2000, 2000, 128, seed++);
+    /* cross-attention shapes of the DiT: few text keys (tiny 16, small 64, Wan 512), B > 1 */
+    run_attn_case(2, 2, 105, 16, 64, seed++);
+    run_attn_case(2, 8, 70, 64, 64, seed++);
+    run_attn_case(1, 4, 1500, 512, 128, seed++);
     return test_summary("test_sla_cuda");
 #endif
 }
