@@ -3,75 +3,36 @@
  * returns. HDF5's error-stack printing is off: h5_tensor's functions switch it off on first use,
  * and every entry point here calls h5_exists (which does) before any other HDF5 call. */
 #include "h5_rows.h"
+#include "h5_internal.h"
 
 #include <hdf5.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
-/* Same names as h5_tensor's descriptions, for the classes a row read can meet. */
-static void describe_type(hid_t type, h5_info_t *info) {
-    size_t bits = H5Tget_size(type) * 8;
-    info->is_float = info->is_int = 0;
-    switch (H5Tget_class(type)) {
-    case H5T_FLOAT:
-        info->is_float = 1;
-        if (bits == 16 && H5Tget_ebias(type) == 127) snprintf(info->type_name, sizeof info->type_name, "bfloat16");
-        else snprintf(info->type_name, sizeof info->type_name, "float%zu", bits);
-        break;
-    case H5T_INTEGER:
-        info->is_int = 1;
-        snprintf(info->type_name, sizeof info->type_name, "%sint%zu", H5Tget_sign(type) == H5T_SGN_NONE ? "u" : "",
-                 bits);
-        break;
-    case H5T_STRING: snprintf(info->type_name, sizeof info->type_name, "string"); break;
-    default: snprintf(info->type_name, sizeof info->type_name, "a non-numeric type"); break;
-    }
-}
-
-static int open_dataset(const h5_file_t *f, const char *name, hid_t *ds, char *err, size_t errlen) {
-    if (f->id < 0) return fail(err, errlen, "%s: file is not open", f->path ? f->path : "?");
-    if (!h5_exists(f, name)) return fail(err, errlen, "%s: dataset '%s' is missing", f->path, name);
-    *ds = H5Dopen2((hid_t)f->id, name, H5P_DEFAULT);
-    if (*ds < 0) return fail(err, errlen, "%s: '%s' is not a dataset", f->path, name);
-    return 0;
-}
 
 /* Rank and extents with the row-wise limits; dims receives the extents. */
 static int row_space(const h5_file_t *f, const char *name, hid_t ds, int *ndim, hsize_t *dims, char *err,
                      size_t errlen) {
     hid_t sp = H5Dget_space(ds);
-    if (sp < 0) return fail(err, errlen, "%s: dataset '%s' has an unreadable dataspace", f->path, name);
+    if (sp < 0) return h5i_fail(err, errlen, "%s: dataset '%s' has an unreadable dataspace", f->path, name);
     int rc = 0;
     int nd = H5Sget_simple_extent_ndims(sp);
     if (H5Sget_simple_extent_type(sp) != H5S_SIMPLE || nd < 1)
-        rc = fail(err, errlen, "%s: dataset '%s' is a scalar or empty, expected an array of samples", f->path, name);
+        rc = h5i_fail(err, errlen, "%s: dataset '%s' is a scalar or empty, expected an array of samples", f->path, name);
     else if (nd > TENSOR_MAX_DIMS)
-        rc = fail(err, errlen, "%s: dataset '%s' has rank %d, more than the %d supported", f->path, name, nd,
+        rc = h5i_fail(err, errlen, "%s: dataset '%s' has rank %d, more than the %d supported", f->path, name, nd,
                   TENSOR_MAX_DIMS);
     else if (H5Sget_simple_extent_dims(sp, dims, NULL) < 0)
-        rc = fail(err, errlen, "%s: dataset '%s' has unreadable extents", f->path, name);
+        rc = h5i_fail(err, errlen, "%s: dataset '%s' has unreadable extents", f->path, name);
     H5Sclose(sp);
     if (rc) return rc;
     if (dims[0] > (hsize_t)H5_MAX_ROWS)
-        return fail(err, errlen, "%s: dataset '%s' claims %llu samples, more than 2^40", f->path, name,
+        return h5i_fail(err, errlen, "%s: dataset '%s' claims %llu samples, more than 2^40", f->path, name,
                     (unsigned long long)dims[0]);
     uint64_t count = 1;
     for (int i = 1; i < nd; i++) {
         if (dims[i] > (hsize_t)H5_MAX_ELEMENTS || (dims[i] && count > (uint64_t)H5_MAX_ELEMENTS / dims[i]))
-            return fail(err, errlen,
+            return h5i_fail(err, errlen,
                         "%s: dataset '%s' claims more than 2^34 elements per sample (extent %llu in dim %d)", f->path,
                         name, (unsigned long long)dims[i], i);
         count *= dims[i];
@@ -83,11 +44,11 @@ static int row_space(const h5_file_t *f, const char *name, hid_t ds, int *ndim, 
 int h5_rows_info(const h5_file_t *f, const char *name, h5_info_t *info, char *err, size_t errlen) {
     memset(info, 0, sizeof *info);
     hid_t ds;
-    if (open_dataset(f, name, &ds, err, errlen)) return -1;
+    if (h5i_open_dataset(f, name, &ds, err, errlen)) return -1;
     int rc = 0;
     hid_t type = H5Dget_type(ds);
-    if (type < 0) rc = fail(err, errlen, "%s: dataset '%s' has an unreadable type", f->path, name);
-    else describe_type(type, info);
+    if (type < 0) rc = h5i_fail(err, errlen, "%s: dataset '%s' has an unreadable type", f->path, name);
+    else h5i_describe_type(type, info);
     if (type >= 0) H5Tclose(type);
     hsize_t dims[H5S_MAX_RANK];
     if (rc == 0) rc = row_space(f, name, ds, &info->ndim, dims, err, errlen);
@@ -99,7 +60,7 @@ int h5_rows_info(const h5_file_t *f, const char *name, h5_info_t *info, char *er
 /* Opens the dataset and selects row `row` in its file space; checks count against the row size. */
 static int select_row(const h5_file_t *f, const char *name, int64_t row, int64_t count, hid_t *ds, hid_t *fsp,
                       char *err, size_t errlen) {
-    if (open_dataset(f, name, ds, err, errlen)) return -1;
+    if (h5i_open_dataset(f, name, ds, err, errlen)) return -1;
     int nd;
     hsize_t dims[H5S_MAX_RANK];
     if (row_space(f, name, *ds, &nd, dims, err, errlen)) {
@@ -110,10 +71,10 @@ static int select_row(const h5_file_t *f, const char *name, int64_t row, int64_t
     for (int i = 1; i < nd; i++) row_elems *= (int64_t)dims[i];
     int rc = 0;
     if (row < 0 || (uint64_t)row >= dims[0])
-        rc = fail(err, errlen, "%s: dataset '%s' has %llu samples, sample %lld does not exist", f->path, name,
+        rc = h5i_fail(err, errlen, "%s: dataset '%s' has %llu samples, sample %lld does not exist", f->path, name,
                   (unsigned long long)dims[0], (long long)row);
     else if (row_elems != count)
-        rc = fail(err, errlen, "%s: dataset '%s' has %lld elements per sample, expected %lld", f->path, name,
+        rc = h5i_fail(err, errlen, "%s: dataset '%s' has %lld elements per sample, expected %lld", f->path, name,
                   (long long)row_elems, (long long)count);
     if (rc) {
         H5Dclose(*ds);
@@ -127,7 +88,7 @@ static int select_row(const h5_file_t *f, const char *name, int64_t row, int64_t
     if (*fsp < 0 || H5Sselect_hyperslab(*fsp, H5S_SELECT_SET, start, NULL, cnt, NULL) < 0) {
         if (*fsp >= 0) H5Sclose(*fsp);
         H5Dclose(*ds);
-        return fail(err, errlen, "%s: dataset '%s': cannot select sample %lld", f->path, name, (long long)row);
+        return h5i_fail(err, errlen, "%s: dataset '%s': cannot select sample %lld", f->path, name, (long long)row);
     }
     return 0;
 }
@@ -137,7 +98,7 @@ int h5_read_row_f32(const h5_file_t *f, const char *name, int64_t row, float *ds
     h5_info_t info;
     if (h5_rows_info(f, name, &info, err, errlen)) return -1;
     if (!info.is_float)
-        return fail(err, errlen, "%s: dataset '%s' is %s, expected float16 or float32", f->path, name, info.type_name);
+        return h5i_fail(err, errlen, "%s: dataset '%s' is %s, expected float16 or float32", f->path, name, info.type_name);
     hid_t ds, fsp;
     if (select_row(f, name, row, count, &ds, &fsp, err, errlen)) return -1;
     int rc = 0;
@@ -145,7 +106,7 @@ int h5_read_row_f32(const h5_file_t *f, const char *name, int64_t row, float *ds
         hsize_t m = (hsize_t)count;
         hid_t msp = H5Screate_simple(1, &m, NULL);
         if (H5Dread(ds, H5T_NATIVE_FLOAT, msp, fsp, H5P_DEFAULT, dst) < 0)
-            rc = fail(err, errlen,
+            rc = h5i_fail(err, errlen,
                       "%s: sample %lld of dataset '%s' could not be read (damaged file or checksum "
                       "mismatch)",
                       f->path, (long long)row, name);
@@ -154,15 +115,6 @@ int h5_read_row_f32(const h5_file_t *f, const char *name, int64_t row, float *ds
     H5Sclose(fsp);
     H5Dclose(ds);
     return rc;
-}
-
-/* IEEE float16, little-endian, as numpy and h5py store it. */
-static hid_t float16_type(void) {
-    hid_t t = H5Tcopy(H5T_IEEE_F32LE);
-    H5Tset_fields(t, 15, 10, 5, 0, 10);
-    H5Tset_size(t, 2);
-    H5Tset_ebias(t, 15);
-    return t;
 }
 
 /* One row per chunk when a row is at most H5_ROW_CHUNK_BYTES; else the row's trailing dims whole
@@ -184,28 +136,28 @@ static void row_chunk(int ndim, const int64_t *shape, size_t elem_bytes, hsize_t
 
 int h5_create_rows(h5_file_t *f, const char *name, dtype_t dtype, int ndim, const int64_t *shape, char *err,
                    size_t errlen) {
-    if (f->id < 0 || !f->writable) return fail(err, errlen, "%s: not open for writing", f->path ? f->path : "?");
-    if (h5_exists(f, name)) return fail(err, errlen, "%s: dataset '%s' already exists", f->path, name);
+    if (f->id < 0 || !f->writable) return h5i_fail(err, errlen, "%s: not open for writing", f->path ? f->path : "?");
+    if (h5_exists(f, name)) return h5i_fail(err, errlen, "%s: dataset '%s' already exists", f->path, name);
     if (dtype != DTYPE_F32 && dtype != DTYPE_F16)
-        return fail(err, errlen, "%s: dataset '%s': rows are stored as float32 or float16, not %s", f->path, name,
+        return h5i_fail(err, errlen, "%s: dataset '%s': rows are stored as float32 or float16, not %s", f->path, name,
                     dtype_name(dtype));
     if (ndim < 1 || ndim > TENSOR_MAX_DIMS)
-        return fail(err, errlen, "%s: dataset '%s': rank %d is outside 1..%d", f->path, name, ndim, TENSOR_MAX_DIMS);
+        return h5i_fail(err, errlen, "%s: dataset '%s': rank %d is outside 1..%d", f->path, name, ndim, TENSOR_MAX_DIMS);
     hsize_t dims[TENSOR_MAX_DIMS], chunk[TENSOR_MAX_DIMS];
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 1)
-            return fail(err, errlen, "%s: dataset '%s': extent %lld in dim %d, expected at least 1", f->path, name,
+            return h5i_fail(err, errlen, "%s: dataset '%s': extent %lld in dim %d, expected at least 1", f->path, name,
                         (long long)shape[i], i);
         dims[i] = (hsize_t)shape[i];
     }
     row_chunk(ndim, shape, dtype_size(dtype), chunk);
-    hid_t ftype = dtype == DTYPE_F16 ? float16_type() : H5Tcopy(H5T_IEEE_F32LE);
+    hid_t ftype = dtype == DTYPE_F16 ? h5i_half_type(5) : H5Tcopy(H5T_IEEE_F32LE);
     hid_t sp = H5Screate_simple(ndim, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_chunk(dcpl, ndim, chunk);
     H5Pset_fletcher32(dcpl);
     hid_t ds = H5Dcreate2((hid_t)f->id, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    int rc = ds < 0 ? fail(err, errlen, "%s: cannot create dataset '%s'", f->path, name) : 0;
+    int rc = ds < 0 ? h5i_fail(err, errlen, "%s: cannot create dataset '%s'", f->path, name) : 0;
     if (ds >= 0) H5Dclose(ds);
     H5Pclose(dcpl);
     H5Sclose(sp);
@@ -230,7 +182,7 @@ static hid_t write_mem_type(hid_t ds, int *half) {
 
 int h5_write_row_f32(h5_file_t *f, const char *name, int64_t row, const float *src, int64_t count, char *err,
                      size_t errlen) {
-    if (f->id < 0 || !f->writable) return fail(err, errlen, "%s: not open for writing", f->path ? f->path : "?");
+    if (f->id < 0 || !f->writable) return h5i_fail(err, errlen, "%s: not open for writing", f->path ? f->path : "?");
     hid_t ds, fsp;
     if (select_row(f, name, row, count, &ds, &fsp, err, errlen)) return -1;
     int rc = 0, half;
@@ -238,14 +190,14 @@ int h5_write_row_f32(h5_file_t *f, const char *name, int64_t row, const float *s
     uint16_t *conv = NULL;
     if (half && count > 0) {
         conv = malloc((size_t)count * sizeof *conv);
-        if (!conv) rc = fail(err, errlen, "%s: out of memory writing dataset '%s'", f->path, name);
+        if (!conv) rc = h5i_fail(err, errlen, "%s: out of memory writing dataset '%s'", f->path, name);
         for (int64_t i = 0; conv && i < count; i++) conv[i] = half == 5 ? f32_to_f16(src[i]) : f32_to_bf16(src[i]);
     }
     if (rc == 0 && count > 0) {
         hsize_t m = (hsize_t)count;
         hid_t msp = H5Screate_simple(1, &m, NULL);
         if (H5Dwrite(ds, mt, msp, fsp, H5P_DEFAULT, half ? (const void *)conv : (const void *)src) < 0)
-            rc = fail(err, errlen, "%s: writing sample %lld of dataset '%s' failed (disk full?)", f->path,
+            rc = h5i_fail(err, errlen, "%s: writing sample %lld of dataset '%s' failed (disk full?)", f->path,
                       (long long)row, name);
         H5Sclose(msp);
     }
