@@ -9,6 +9,10 @@
  * capture is in progress is refused with a message). The backward recomputes the index lists and
  * the linear branch's states from the inputs, so saved.extra is empty.
  *
+ * Linear branch: per key block states hs_j -> (GEMM with the 0/1 marginal mask, or the totals
+ * for the "all" variant) per query block [H_i | Z_i] -> lin_fwd. Backward: the same states ->
+ * lin_bwd_q (dq part, rows [A_i | beta_i]) -> transposed mask GEMM -> lin_bwd_k (dk, dv parts).
+ *
  * Order of the forward: selection -> linear branch (writes ol and o = Ol W^T + b) -> sparse
  * flash kernel (o += Os, writes os, lse). Backward: lists and Ds -> linear branch (writes its part
  * of dq, dk, dv) -> proj gradients -> sparse dq and dk/dv kernels (add their parts). */
@@ -89,64 +93,58 @@ struct Bump {
     }
 };
 
+/* The linear branch: active (some key block feeds it), or empty (complement with every block
+ * critical or negligible: Ol = 0 and no gradient). */
 struct LinMode {
-    int active, empty, sub, L;
+    int active, all;
 };
 
-/* Which list the linear branch walks: the shorter of (critical + negligible) and marginal. */
 LinMode lin_mode(const sla_config_t *cfg, const sla_dims_t *d) {
-    if (cfg->variant == SLA_VARIANT_ALL) return {1, 0, 1, 0};
-    int marg = d->Tn - d->kappa - d->n_negl, sel = d->kappa + d->n_negl;
-    if (marg <= 0) return {0, 1, 1, 0};
-    return sel <= marg ? LinMode{1, 0, 1, sel} : LinMode{1, 0, 0, marg};
+    if (cfg->variant == SLA_VARIANT_ALL) return {1, 1};
+    return {d->Tn - d->kappa - d->n_negl > 0, 0};
 }
 
 struct SlaWs {
     float *qbar, *ksum, *kbar, *scores;
     uint8_t *map;
-    int *lin_list, *cnt, *tlut_off, *tlut_ent, *tlin_off, *tlin_ent;
-    bf16 *phik, *qhat, *dol;
-    float *z, *part, *colpart, *Htot, *Ztot, *Ds, *beta, *Atot, *betatot;
+    bf16 *mask;
+    int *cnt, *tlut_off, *tlut_ent;
+    bf16 *hs;     /* [BH, Tn, W] key block states; reused for [Abar_j | betabar_j] */
+    bf16 *qs;     /* [BH, Tm, W] query block states; reused for [A_i | beta_i] */
+    float *tot, *part, *colpart, *Ds, *Ds_exact;
     bf16 *cq, *ck, *cv, *cg; /* bf16 copies of fp32 inputs */
 };
 
-void ws_plan(Bump &b, SlaWs &w, const sla_dims_t *d, const LinMode &lm, int conv) {
-    size_t BH = (size_t)d->B * d->H, N = d->N, D = d->D, Tm = d->Tm, Tn = d->Tn;
+void ws_plan(Bump &b, SlaWs &w, const sla_dims_t *d, int conv) {
+    size_t BH = (size_t)d->B * d->H, N = d->N, D = d->D, Tm = d->Tm, Tn = d->Tn, W = D * D + D;
     size_t nch = (size_t)lin_outer_nchunk(d->N);
     w.qbar = b.take<float>(BH * Tm * D);
     w.ksum = b.take<float>(BH * Tn * D);
     w.kbar = b.take<float>(BH * Tn * D);
     w.scores = b.take<float>(BH * Tm * Tn);
     w.map = b.take<uint8_t>(BH * Tm * Tn);
-    w.lin_list = b.take<int>(BH * Tm * (lm.L > 0 ? lm.L : 1));
+    w.mask = b.take<bf16>(BH * Tm * Tn);
     w.cnt = b.take<int>(BH * Tn);
     w.tlut_off = b.take<int>(BH * (Tn + 1));
     w.tlut_ent = b.take<int>(BH * Tm * d->kappa);
-    w.tlin_off = b.take<int>(BH * (Tn + 1));
-    w.tlin_ent = b.take<int>(BH * Tm * (lm.L > 0 ? lm.L : 1));
-    w.phik = b.take<bf16>(BH * N * D);
-    w.qhat = b.take<bf16>(BH * N * D);
-    w.dol = b.take<bf16>(BH * N * D);
-    w.z = b.take<float>(BH * Tn * D);
+    w.hs = b.take<bf16>(BH * Tn * W);
+    w.qs = b.take<bf16>(BH * Tm * W);
+    w.tot = b.take<float>(BH * W);
     w.part = b.take<float>(BH * nch * D * D);
     w.colpart = b.take<float>(BH * nch * D);
-    w.Htot = b.take<float>(BH * D * D);
-    w.Ztot = b.take<float>(BH * D);
     w.Ds = b.take<float>(BH * N);
-    w.beta = b.take<float>(BH * Tm * D);
-    w.Atot = b.take<float>(BH * D * D);
-    w.betatot = b.take<float>(BH * D);
+    w.Ds_exact = b.take<float>(BH * N);
     size_t nconv = conv ? BH * N * D : 0;
     w.cq = b.take<bf16>(nconv), w.ck = b.take<bf16>(nconv), w.cv = b.take<bf16>(nconv), w.cg = b.take<bf16>(nconv);
 }
 
-SlaWs ws_get(const sla_dims_t *d, const LinMode &lm, int conv) {
+SlaWs ws_get(const sla_dims_t *d, int conv) {
     SlaWs w;
     Bump b;
-    ws_plan(b, w, d, lm, conv);
+    ws_plan(b, w, d, conv);
     b.base = static_cast<char *>(ws_reserve(b.off));
     b.off = 0;
-    ws_plan(b, w, d, lm, conv);
+    ws_plan(b, w, d, conv);
     return w;
 }
 
@@ -186,29 +184,25 @@ int any_f32(const tensor_t *a, const tensor_t *b, const tensor_t *c, const tenso
     return a->dtype == DTYPE_F32 || b->dtype == DTYPE_F32 || c->dtype == DTYPE_F32 || (e && e->dtype == DTYPE_F32);
 }
 
-LinParams lin_params(const sla_config_t *cfg, const sla_dims_t *d, const LinMode &lm, const SlaWs &w) {
+LinParams lin_params(const sla_config_t *cfg, const sla_dims_t *d, const LinMode &lm) {
     LinParams p;
     memset(&p, 0, sizeof p);
-    p.phik = w.phik, p.z = w.z, p.Htot = w.Htot, p.Ztot = w.Ztot;
-    p.list = lm.L > 0 ? w.lin_list : nullptr, p.L = lm.L, p.sub = lm.sub;
-    p.tpb = d->blk_k / 64, p.spb = d->blk_q / 64;
+    p.tpb = d->blk_k / 64;
     p.N = d->N, p.Tm = d->Tm, p.Tn = d->Tn;
-    p.feature = (int)cfg->feature, p.all = cfg->variant == SLA_VARIANT_ALL, p.empty = !lm.active;
+    p.feature = (int)cfg->feature, p.all = lm.all, p.empty = !lm.active;
     return p;
 }
 
-/* Linear states shared by forward and backward: lists, phik, z, Htot, Ztot. */
-void lin_states(const sla_config_t *cfg, const sla_dims_t *d, const LinMode &lm, const SlaWs &w, const int *lut,
-                const int *neg, int neg_ld, const bf16 *k, const bf16 *v) {
-    int BH = d->B * d->H;
-    sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map, lm.sub,
-                      lm.L > 0 ? w.lin_list : nullptr, lm.L);
-    g_timer.mark("rowmap");
-    lin_phik_launch(k, w.phik, w.z, BH, d->N, d->D, d->blk_k, d->Tn, (int)cfg->feature);
-    g_timer.mark("phik");
-    int nch = lin_outer_launch(w.phik, v, BH, d->N, d->D, w.part, w.colpart);
-    lin_reduce_launch(w.part, w.Htot, BH, nch, (long)d->D * d->D);
-    lin_reduce_launch(w.colpart, w.Ztot, BH, nch, d->D);
+/* Per query block states [H_i | Z_i] into w.qs (complement) or the totals into w.tot ("all"). */
+void lin_query_states(const sla_config_t *cfg, const sla_dims_t *d, const LinMode &lm, const SlaWs &w,
+                      const bf16 *k, const bf16 *v) {
+    const int BH = d->B * d->H;
+    const long W = (long)d->D * d->D + d->D;
+    lin_state_launch(k, v, w.hs, BH, d->N, d->D, d->blk_k, d->Tn, (int)cfg->feature);
+    g_timer.mark("states");
+    if (lm.all) lin_reduce_bf16_launch(w.hs, w.tot, BH, d->Tn, W);
+    else lin_mask_gemm(w.hs, w.mask, w.qs, BH, d->Tm, d->Tn, W, 0);
+    g_timer.mark("state_gemm");
 }
 
 } // namespace
@@ -224,8 +218,7 @@ extern "C" void sla_select_cuda(const sla_config_t *cfg, const sla_dims_t *d, co
                                 int lut_given, sla_saved_t *saved) {
     const char *op = "sla_select_cuda";
     check_sla_dims(op, d);
-    LinMode lm = lin_mode(cfg, d);
-    SlaWs w = ws_get(d, lm, q->dtype == DTYPE_F32 || k->dtype == DTYPE_F32);
+    SlaWs w = ws_get(d, q->dtype == DTYPE_F32 || k->dtype == DTYPE_F32);
     const bf16 *qb = as_bf16(q, w.cq, op, "q"), *kb = as_bf16(k, w.ck, op, "k");
     sla_select_launch(qb, kb, d->B * d->H, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, d->kappa, d->n_negl,
                       lut_given, static_cast<int *>(saved->lut.data), static_cast<int *>(saved->neg.data),
@@ -247,7 +240,7 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     expect_dtype(op, "proj_b", proj_b, DTYPE_F32);
     const int BH = d->B * d->H;
     LinMode lm = lin_mode(cfg, d);
-    SlaWs w = ws_get(d, lm, any_f32(q, k, v, nullptr));
+    SlaWs w = ws_get(d, any_f32(q, k, v, nullptr));
     const bf16 *qb = as_bf16(q, w.cq, op, "q"), *kb = as_bf16(k, w.ck, op, "k"), *vb = as_bf16(v, w.cv, op, "v");
     int *lut = static_cast<int *>(saved->lut.data), *neg = static_cast<int *>(saved->neg.data);
     const int neg_ld = (int)saved->neg.shape[3];
@@ -260,12 +253,15 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     sla_topk_launch(w.scores, BH, d->Tm, d->Tn, d->kappa, d->n_negl, lut_given, lut, neg, neg_ld);
     g_timer.mark("topk");
 
-    LinParams lp = lin_params(cfg, d, lm, w);
-    lp.q = qb, lp.v = vb;
+    LinParams lp = lin_params(cfg, d, lm);
+    lp.q = qb, lp.v = vb, lp.cstate = w.qs, lp.tot = w.tot;
     lp.W = static_cast<const float *>(proj_w->data), lp.b = static_cast<const float *>(proj_b->data);
     lp.ol = static_cast<bf16 *>(saved->ol.data), lp.o = static_cast<bf16 *>(o->data);
-    if (lm.active) lin_states(cfg, d, lm, w, lut, neg, neg_ld, kb, vb);
-    g_timer.mark("outer");
+    if (lm.active) {
+        if (!lm.all) sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map, w.mask);
+        g_timer.mark("rowmap");
+        lin_query_states(cfg, d, lm, w, kb, vb);
+    }
     lin_forward_launch(lp, BH, d->D, d->blk_q);
     g_timer.mark("lin_fwd");
 
@@ -297,8 +293,9 @@ extern "C" void sla_backward_cuda(const sla_config_t *cfg, const sla_dims_t *d, 
     expect_dtype(op, "dproj_w", dproj_w, DTYPE_F32);
     expect_dtype(op, "dproj_b", dproj_b, DTYPE_F32);
     const int BH = d->B * d->H, D = d->D;
+    const long W = (long)D * D + D;
     LinMode lm = lin_mode(cfg, d);
-    SlaWs w = ws_get(d, lm, any_f32(q, k, v, dout));
+    SlaWs w = ws_get(d, any_f32(q, k, v, dout));
     const bf16 *qb = as_bf16(q, w.cq, op, "q"), *kb = as_bf16(k, w.ck, op, "k"), *vb = as_bf16(v, w.cv, op, "v");
     const bf16 *gb = as_bf16(dout, w.cg, op, "dout");
     const int *lut = static_cast<const int *>(saved->lut.data), *neg = static_cast<const int *>(saved->neg.data);
@@ -306,36 +303,29 @@ extern "C" void sla_backward_cuda(const sla_config_t *cfg, const sla_dims_t *d, 
     const bf16 *os = static_cast<const bf16 *>(saved->os.data), *ol = static_cast<const bf16 *>(saved->ol.data);
     bf16 *dqb = static_cast<bf16 *>(dq->data), *dkb = static_cast<bf16 *>(dk->data), *dvb = static_cast<bf16 *>(dv->data);
 
-    /* Lists: critical blocks transposed (for dK/dV), and the linear branch's. */
+    /* Critical blocks transposed (for dK/dV) and the marginal mask. */
     g_timer.begin("backward");
-    if (lm.active) {
-        lin_states(cfg, d, lm, w, lut, neg, neg_ld, kb, vb);
-    } else {
-        sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map, 1, nullptr, 0);
-    }
-    g_timer.mark("outer");
+    sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map,
+                      lm.active && !lm.all ? w.mask : nullptr);
+    g_timer.mark("rowmap");
     sla_collist_launch(w.map, BH, d->Tm, d->Tn, 0, w.cnt, w.tlut_off, w.tlut_ent, (long)d->Tm * d->kappa);
     g_timer.mark("tlist");
     flash_bwd_prep(gb, os, w.Ds, (long)BH * d->N, D);
     g_timer.mark("prep");
 
     if (lm.active) {
-        LinParams lp = lin_params(cfg, d, lm, w);
+        lin_query_states(cfg, d, lm, w, kb, vb);
+        LinParams lp = lin_params(cfg, d, lm);
         lp.q = qb, lp.k = kb, lp.v = vb, lp.dout = gb, lp.ol_in = ol;
         lp.W = static_cast<const float *>(proj_w->data);
-        lp.dq = dqb, lp.dk = dkb, lp.dv = dvb, lp.qhat = w.qhat, lp.dol = w.dol, lp.beta = w.beta;
+        lp.cstate = w.qs, lp.tot = w.tot, lp.astack = w.qs; /* row i read before row i is written */
+        lp.dq = dqb, lp.dk = dkb, lp.dv = dvb;
         lin_backward_q_launch(lp, BH, D, d->blk_q);
         g_timer.mark("lin_bwd_q");
-        int nch = lin_outer_launch(w.qhat, w.dol, BH, d->N, D, w.part, nullptr);
-        lin_reduce_launch(w.part, w.Atot, BH, nch, (long)D * D);
-        lin_reduce_launch(w.beta, w.betatot, BH, d->Tm, D);
-        g_timer.mark("lin_totals");
-        if (lm.L > 0) {
-            sla_collist_launch(w.map, BH, d->Tm, d->Tn, lm.sub ? 1 : 2, w.cnt, w.tlin_off, w.tlin_ent,
-                               (long)d->Tm * lm.L);
-            lp.toff = w.tlin_off, lp.tent = w.tlin_ent, lp.tent_stride = (long)d->Tm * lm.L;
-        }
-        lp.qhat_in = w.qhat, lp.dol_in = w.dol, lp.beta_in = w.beta, lp.Atot = w.Atot, lp.betatot = w.betatot;
+        if (lm.all) lin_reduce_bf16_launch(w.qs, w.tot, BH, d->Tm, W);
+        else lin_mask_gemm(w.qs, w.mask, w.hs, BH, d->Tm, d->Tn, W, 1);
+        g_timer.mark("grad_gemm");
+        lp.cstate = w.hs;
         lin_backward_k_launch(lp, BH, D);
         g_timer.mark("lin_bwd_k");
     }
@@ -349,7 +339,7 @@ extern "C" void sla_backward_cuda(const sla_config_t *cfg, const sla_dims_t *d, 
     FlashParams fp;
     memset(&fp, 0, sizeof fp);
     fp.q = qb, fp.k = kb, fp.v = vb, fp.dout = gb;
-    fp.lse = static_cast<const float *>(saved->lse.data), fp.Ds = w.Ds;
+    fp.lse = static_cast<const float *>(saved->lse.data), fp.Ds = w.Ds, fp.Ds_exact = w.Ds_exact;
     fp.dq = dqb, fp.dk = dkb, fp.dv = dvb;
     fp.lut = lut, fp.kappa = d->kappa, fp.tpb = d->blk_k / 64, fp.Tq = d->Tm;
     fp.toff = w.tlut_off, fp.tent = w.tlut_ent, fp.tent_stride = (long)d->Tm * d->kappa;
@@ -366,7 +356,7 @@ extern "C" void sla_backward_cuda(const sla_config_t *cfg, const sla_dims_t *d, 
 
 namespace {
 struct AttnWs {
-    float *Ds;
+    float *Ds, *Ds_exact;
     bf16 *cq, *ck, *cv, *cg, *co;
 };
 AttnWs attn_ws(long BH, long Nq, long Nk, long D, int conv) {
@@ -375,6 +365,7 @@ AttnWs attn_ws(long BH, long Nq, long Nk, long D, int conv) {
     for (int pass = 0; pass < 2; pass++) {
         b.off = 0;
         w.Ds = b.take<float>(BH * Nq);
+        w.Ds_exact = b.take<float>(BH * Nq);
         w.cq = b.take<bf16>(conv ? BH * Nq * D : 0), w.cg = b.take<bf16>(conv ? BH * Nq * D : 0);
         w.co = b.take<bf16>(conv ? BH * Nq * D : 0);
         w.ck = b.take<bf16>(conv ? BH * Nk * D : 0), w.cv = b.take<bf16>(conv ? BH * Nk * D : 0);
@@ -417,7 +408,7 @@ extern "C" void attn_backward_cuda(const tensor_t *q, const tensor_t *k, const t
     fp.dout = as_bf16(dout, w.cg, op, "dout");
     const bf16 *ob = as_bf16(o, w.co, op, "o");
     flash_bwd_prep(fp.dout, ob, w.Ds, (long)B * H * Nq, D);
-    fp.lse = static_cast<const float *>(lse->data), fp.Ds = w.Ds;
+    fp.lse = static_cast<const float *>(lse->data), fp.Ds = w.Ds, fp.Ds_exact = w.Ds_exact;
     fp.dq = static_cast<bf16 *>(dq->data), fp.dk = static_cast<bf16 *>(dk->data), fp.dv = static_cast<bf16 *>(dv->data);
     fp.Nq = Nq, fp.Nk = Nk;
     flash_backward_dq(fp, B * H, D, 128);

@@ -5,7 +5,9 @@
  * flash_fwd_kernel   one CTA per query block (bq = 64 or 128 rows, a warp per 16 or 32 rows); K/V
  *                    64-row tiles double-buffered with cp.async. Writes o (or o += Os when add:
  *                    the linear branch wrote Ol W^T + b there first), os and lse (natural log).
- * flash_dq_kernel    one CTA per query block, same loop; recomputes P, dP, dS; dq (+)= scale dS K.
+ * flash_dq_kernel    one CTA per query block, same loop; recomputes P, dP, dS; dq (+)= scale dS K,
+ *                    with Ds made consistent with the P and dP used (sum_c P dP, also handed to
+ *                    the dK/dV kernel): rows whose keys are alike then get dQ ~ 0 as they should.
  * flash_dkdv_kernel  one CTA per 64-key tile over the list of query blocks that kept its key block
  *                    (64-row query sub-tiles); dk (+)= scale dS^T Q, dv (+)= P^T dO.
  * Deterministic: no atomics; every output element is written by one thread in a fixed order.
@@ -186,8 +188,13 @@ __global__ void __launch_bounds__(BQ * 2) flash_dq_kernel(FlashParams p) {
     const float *lse = p.lse + (long)bh * p.Nq, *Dsg = p.Ds + (long)bh * p.Nq;
     const float L0 = row0 < p.Nq ? lse[row0] * SLA_LOG2E : INFINITY, L1 = row1 < p.Nq ? lse[row1] * SLA_LOG2E : INFINITY;
     const float D0 = row0 < p.Nq ? Dsg[row0] : 0.f, D1 = row1 < p.Nq ? Dsg[row1] : 0.f;
-    float acc[1][NTD][4];
+    /* acc = sum dS K with the approximate Ds (from the bf16 o); Y = sum P K and the exact
+     * E = sum P dP correct it: dQ = scale (acc + (Ds - E) Y), so that sum_c dS_rc = 0 holds for
+     * the P and dP actually used (the dK/dV kernel uses E too). */
+    float acc[1][NTD][4], accy[1][NTD][4];
     zero_acc<1, NTD>(acc);
+    zero_acc<1, NTD>(accy);
+    float e0 = 0.f, e1 = 0.f;
 
     for (int it = 0; it < n; it++) {
         const int buf = it & 1;
@@ -209,28 +216,46 @@ __global__ void __launch_bounds__(BQ * 2) flash_dq_kernel(FlashParams p) {
             for (int e = 0; e < 4; e++) {
                 float pr = fast_exp2(s[0][j][e] * sl2 - (e < 2 ? L0 : L1));
                 if (partial && k0 + j * 8 + 2 * t + (e & 1) >= p.Nk) pr = 0.f;
-                s[0][j][e] = pr * (dp[0][j][e] - (e < 2 ? D0 : D1));
+                float pd = pr * dp[0][j][e];
+                if (e < 2) e0 += pd; else e1 += pd;
+                s[0][j][e] = pr;
+                dp[0][j][e] = pd - pr * (e < 2 ? D0 : D1);
             }
 #pragma unroll
         for (int kc = 0; kc < 4; kc++) {
-            uint32_t a[4] = {pack_bf16(s[0][2 * kc][0], s[0][2 * kc][1]), pack_bf16(s[0][2 * kc][2], s[0][2 * kc][3]),
-                             pack_bf16(s[0][2 * kc + 1][0], s[0][2 * kc + 1][1]),
-                             pack_bf16(s[0][2 * kc + 1][2], s[0][2 * kc + 1][3])};
+            uint32_t a[4] = {pack_bf16(dp[0][2 * kc][0], dp[0][2 * kc][1]), pack_bf16(dp[0][2 * kc][2], dp[0][2 * kc][3]),
+                             pack_bf16(dp[0][2 * kc + 1][0], dp[0][2 * kc + 1][1]),
+                             pack_bf16(dp[0][2 * kc + 1][2], dp[0][2 * kc + 1][3])};
+            uint32_t ap[4] = {pack_bf16(s[0][2 * kc][0], s[0][2 * kc][1]), pack_bf16(s[0][2 * kc][2], s[0][2 * kc][3]),
+                              pack_bf16(s[0][2 * kc + 1][0], s[0][2 * kc + 1][1]),
+                              pack_bf16(s[0][2 * kc + 1][2], s[0][2 * kc + 1][3])};
 #pragma unroll
             for (int d2 = 0; d2 < D / 16; d2++) {
                 uint32_t b[4];
                 ldsm_x4_t(b, ks + (kc * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + d2 * 16 + (lane >> 4) * 8);
                 mma16816(acc[0][2 * d2], a, b[0], b[1]);
                 mma16816(acc[0][2 * d2 + 1], a, b[2], b[3]);
+                mma16816(accy[0][2 * d2], ap, b[0], b[1]);
+                mma16816(accy[0][2 * d2 + 1], ap, b[2], b[3]);
             }
         }
         __syncthreads();
     }
     cp_async_wait<0>();
 
+    e0 = quad_sum(e0), e1 = quad_sum(e1);
+    if (p.Ds_exact && t == 0) {
+        if (row0 < p.Nq) p.Ds_exact[(long)bh * p.Nq + row0] = e0;
+        if (row1 < p.Nq) p.Ds_exact[(long)bh * p.Nq + row1] = e1;
+    }
+    const float c0 = D0 - e0, c1 = D1 - e1;
+#pragma unroll
+    for (int j = 0; j < NTD; j++) {
+        acc[0][j][0] += c0 * accy[0][j][0], acc[0][j][1] += c0 * accy[0][j][1];
+        acc[0][j][2] += c1 * accy[0][j][2], acc[0][j][3] += c1 * accy[0][j][3];
+    }
     const float scale = rsqrtf((float)D);
     frag_store_global_add<NTD>(acc[0], scale, p.dq + (long)bh * p.Nq * D, D, q0 + w * 16, p.Nq, p.add, lane);
-    (void)t;
 }
 
 /* 4 warps, 16 keys each; query sub-tiles of 64 rows. */
@@ -245,7 +270,7 @@ __global__ void __launch_bounds__(128) flash_dkdv_kernel(FlashParams p) {
     const int bh = blockIdx.y, kt = blockIdx.x;
     const long k0 = (long)kt * KT;
     const bf16 *qg = p.q + (long)bh * p.Nq * D, *og = p.dout + (long)bh * p.Nq * D;
-    const float *lse = p.lse + (long)bh * p.Nq, *Dsg = p.Ds + (long)bh * p.Nq;
+    const float *lse = p.lse + (long)bh * p.Nq, *Dsg = (p.Ds_exact ? p.Ds_exact : p.Ds) + (long)bh * p.Nq;
     const TileSeq seq = query_seq(p, bh, kt);
     const int n = seq.size();
 

@@ -16,7 +16,8 @@ struct FlashParams {
     const bf16 *q, *k, *v; /* [BH, Nq, D], [BH, Nk, D] */
     const bf16 *dout;      /* backward: [BH, Nq, D] */
     const float *lse;      /* backward: [BH, Nq] natural log */
-    const float *Ds;       /* backward: [BH, Nq] rowsum(dout * o) */
+    const float *Ds;       /* backward: [BH, Nq] rowsum(dout * o) from the bf16 o */
+    float *Ds_exact;       /* backward: [BH, Nq] sum_c P dP, written by the dq kernel, read by dk/dv */
     bf16 *o, *os;          /* forward: o (= Os, or Os + o when add), os optional */
     float *lse_out;        /* forward */
     bf16 *dq, *dk, *dv;    /* backward outputs (+= their bf16 contents when add) */
@@ -36,7 +37,7 @@ struct FlashParams {
 void flash_forward(const FlashParams &p, int BH, int D, int bq);
 /* Ds = rowsum(dout * o) (fp32). */
 void flash_bwd_prep(const bf16 *dout, const bf16 *o, float *Ds, long rows, int D);
-/* dq over each query block's key list (query blocks of bq rows). */
+/* dq over each query block's key list (query blocks of bq rows); also Ds_exact. */
 void flash_backward_dq(const FlashParams &p, int BH, int D, int bq);
 /* dk, dv over each 64-key tile's query list. */
 void flash_backward_dkdv(const FlashParams &p, int BH, int D);
@@ -56,45 +57,47 @@ void sla_scores_launch(const float *qbar, const float *kbar, int BH, int D, int 
 void sla_topk_launch(const float *scores, int BH, int Tm, int Tn, int kappa, int n_negl, int lut_given, int *lut,
                      int *neg, int neg_ld);
 
-/* map [BH, Tm, Tn] bytes: 0 marginal, 1 critical, 2 negligible; and, when lin_list != null, per
- * query block the ascending key blocks with (sub ? map != 0 : map == 0) ([BH, Tm, L]). */
+/* map [BH, Tm, Tn] bytes: 0 marginal, 1 critical, 2 negligible; and, when mask != null, the
+ * bf16 0/1 marginal mask [BH, Tm, Tn] (1 where the key block feeds the query block's linear branch). */
 void sla_rowmap_launch(const int *lut, const int *neg, int neg_ld, int BH, int Tm, int Tn, int kappa, int n_negl,
-                       uint8_t *map, int sub, int *lin_list, int L);
+                       uint8_t *map, bf16 *mask);
 
 /* Per key block the ascending query blocks i whose map entry matches pred (0: == 1 critical,
  * 1: != 0, 2: == 0): off [BH, Tn + 1], ent [BH, ent_stride]. cnt [BH, Tn] scratch. */
 void sla_collist_launch(const uint8_t *map, int BH, int Tm, int Tn, int pred, int *cnt, int *off, int *ent,
                         long ent_stride);
 
-/* ---- linear branch (sla_linear.cu) ------------------------------------------------------------ */
+/* ---- linear branch (sla_linear.cu) ------------------------------------------------------------
+ * State rows have W = D*D + D values: [M | m] with M row-major D x D. */
 
 struct LinParams {
-    const bf16 *q, *k, *v, *phik, *dout, *ol_in, *qhat_in, *dol_in;
-    const float *z, *Htot, *Ztot, *W, *b, *beta_in, *Atot, *betatot;
-    const int *list; /* [BH, Tm, L]: key blocks per query block */
-    int L;
-    const int *toff, *tent; /* per key block: query blocks (bwd_k) */
-    long tent_stride;
-    int sub;   /* 1: H = Htot - sum over list; 0: H = sum over list */
-    int tpb;   /* 64-row tiles per key block */
-    int spb;   /* 64-row tiles per query block */
+    const bf16 *q, *k, *v, *dout, *ol_in;
+    const float *W, *b;
+    const bf16 *cstate; /* per query block [H_i | Z_i] (fwd, bwd_q; [BH, Tm, W]) or per key block
+                           [Abar_j | betabar_j] (bwd_k; [BH, Tn, W]); unused in the "all" variant */
+    const float *tot;   /* [BH, W]: [Htot | Ztot] or [Atot | betatot] ("all" variant) */
+    bf16 *astack;       /* bwd_q output [BH, Tm, W]: [A_i | beta_i] (may alias cstate) */
+    int tpb;            /* 64-row tiles per key block */
     int N, Tm, Tn;
     int feature, all, empty;
-    bf16 *ol, *o, *dq, *dk, *dv, *qhat, *dol;
-    float *beta;
+    bf16 *ol, *o, *dq, *dk, *dv;
 };
 
-/* phik [BH, N, D] (bf16) = phi(k) and z [BH, Tn, D] = per key block sums of phik. */
-void lin_phik_launch(const bf16 *k, bf16 *phik, float *z, int BH, int N, int D, int blk_k, int Tn, int feature);
-/* part [BH, nchunk, D, D] = per chunk of `rows_per_chunk` rows sum X^T Y; colsum [BH, nchunk, D]
- * = per chunk column sums of X (optional). Returns nchunk. */
+/* hs [BH, Tn, W]: per key block [phi(K_j)^T V_j | colsum phi(K_j)] (bf16). */
+void lin_state_launch(const bf16 *k, const bf16 *v, bf16 *hs, int BH, int N, int D, int blk_k, int Tn, int feature);
+/* out = mask rows (per head: out [Tm, W] = mask [Tm, Tn] rows [Tn, W]) or, transposed,
+ * out [Tn, W] = mask^T rows [Tm, W]. cuBLAS, fp32 accumulation, bf16 out. */
+void lin_mask_gemm(const bf16 *rows, const bf16 *mask, bf16 *out, int BH, int Tm, int Tn, long W, int transposed);
+/* part [BH, nchunk, D, D] = per chunk of 512 rows sum X^T Y; colsum [BH, nchunk, D] = per chunk
+ * column sums of X (optional). Returns nchunk. */
 int lin_outer_launch(const bf16 *X, const bf16 *Y, int BH, int N, int D, float *part, float *colsum);
 int lin_outer_nchunk(int N);
-/* out [G, E] = sum over c < count of in [G, count, E], in order. */
+/* out [G, E] = sum over c < count of in [G, count, E], in order (fp32 / bf16 inputs). */
 void lin_reduce_launch(const float *in, float *out, int G, int count, long E);
+void lin_reduce_bf16_launch(const bf16 *in, float *out, int G, int count, long E);
 /* ol, o (= Ol W^T + b, bf16) per query block. */
 void lin_forward_launch(const LinParams &p, int BH, int D, int bq);
-/* dq (linear part), qhat, dol, beta per query block. */
+/* dq (linear part) and astack rows per query block. */
 void lin_backward_q_launch(const LinParams &p, int BH, int D, int bq);
 /* dk, dv (linear part) per 64-key tile. */
 void lin_backward_k_launch(const LinParams &p, int BH, int D);

@@ -1,26 +1,30 @@
 /* kernels/cuda/sla_linear.cu — SLA's linear branch on the GPU (SLA.md sections 3-5): feature maps,
- * d x d states, the proj, and their gradients. bf16 tensor cores with fp32 accumulation; where an
- * fp32 value must enter a product (states, phi(Q), Ol, W) it is split into bf16 hi + lo and three
- * products are summed (the fp32 W of the proj); states, phi and Ol enter as single bf16 terms
- * (their rounding, 2^-9 relative per element, averages out over the d-long dot products: about
- * 2^-9 / sqrt(d) on the result, well under the bf16 rounding of the outputs).
+ * d x d states, the proj, and their gradients. bf16 tensor cores with fp32 accumulation. The fp32
+ * master W of the proj enters as bf16 hi + lo (two products); states, phi and Ol enter as single
+ * bf16 terms (their rounding, 2^-9 relative per element, averages out over the d-long dot
+ * products: about 2^-9 / sqrt(d) on the result, under the bf16 rounding of the outputs).
  *
- * A query block's state H_i = sum over its linear key blocks of phi(K)^T V is formed in the kernel
- * that uses it, from the 64-row tiles of phi(K) and V: either directly over the marginal blocks
- * (sub = 0) or as Htot - sum over critical + negligible ones (sub = 1), whichever list is shorter;
- * the "all" variant uses Htot alone. The backward does the same with A_i = sum Q^^T dOl over the
- * query blocks of a key block. Totals come from lin_outer (per-chunk partials, then lin_reduce in a
- * fixed order): no atomics, so every result is bit-reproducible.
+ * States. lin_state_kernel forms per key block j the row hs_j = [h_j | z_j] (bf16, W = D*D + D
+ * values: h_j = phi(K_j)^T V_j, z_j = column sums of phi(K_j)). The complement variant's per
+ * query block state [H_i | Z_i] = sum over its marginal key blocks j of hs_j is one dense GEMM per
+ * (batch, head) with the 0/1 marginal mask (cuBLAS, bf16 in, fp32 accumulate, bf16 out):
+ * mask [Tm, Tn] x hs [Tn, W]. Summing the marginal blocks directly (never "total minus kept")
+ * leaves no cancellation, and the dense GEMM on tensor cores costs less than gathering d x d states
+ * per kept block. The "all" variant uses the totals (a fixed-order column sum of hs). The backward
+ * does the same with the per query block rows [A_i | beta_i] (A_i = sum Q^^T dOl, beta_i = sum Dl
+ * Q^) and the transposed mask. cuBLAS without atomics and fixed-order reductions: results are
+ * bit-reproducible.
  *
- * lin_phik_kernel   phik = phi(K) (bf16) and z_j = per key block sums of phik.
- * lin_outer_kernel  per chunk of 512 rows: X^T Y (D x D) and column sums of X.
- * lin_fwd_kernel    per query block: H_i, Z_i; Ol = phi(Q) H_i / den (0 where den <= 0 or the
- *                   block has no linear key block); ol = Ol; o = Ol W^T + b (the sparse kernel
- *                   adds Os afterwards).
- * lin_bwdq_kernel   per query block: dOl = dout W, Dl, Q^ = phi(Q) / den, dq = through phi of
- *                   (dOl H_i^T - Dl Z_i) / den; writes qhat, dol, beta_i = sum Dl Q^.
- * lin_bwdk_kernel   per 64-key tile: Abar, betabar; dk = through phi of (V Abar^T - betabar),
- *                   dv = phi(K) Abar (the sparse kernel adds its part afterwards). */
+ * lin_state_kernel  per key block: hs_j (bf16 row of W).
+ * lin_fwd_kernel    per query block: Ol = phi(Q) H_i / den (0 where den <= 0 or the block has no
+ *                   linear key block); ol = Ol; o = Ol W^T + b (the sparse kernel adds Os after).
+ * lin_bwdq_kernel   per query block: dOl = dout W, Dl = dOl . Ol, Q^ = phi(Q) / den,
+ *                   dq = through phi of (dOl H_i^T - Dl Z_i) / den; the row [A_i | beta_i].
+ * lin_bwdk_kernel   per 64-key tile: [Abar_j | betabar_j]; dk = through phi of
+ *                   (V Abar^T - betabar), dv = phi(K) Abar (the sparse kernel adds its part after).
+ * lin_outer_kernel  per chunk of 512 rows: X^T Y and column sums of X (proj gradients). */
+#include <cublas_v2.h>
+
 #include "sla_internal.cuh"
 
 namespace {
@@ -73,56 +77,35 @@ __device__ void accum_xty(float (&acc)[DDT<D, NW>::MT][DDT<D, NW>::NT][4], const
     }
 }
 
-/* base - acc (sub) or acc, for this warp's part of a D x D matrix, into shared hi/lo tiles. */
+/* This warp's part of a D x D accumulator as bf16 into a row-major [D][D] global row. */
 template <int D, int NW>
-__device__ void dd_store(float (&acc)[DDT<D, NW>::MT][DDT<D, NW>::NT][4], const float *base, int sub, bf16 *hi,
-                         bf16 *lo) {
-    constexpr int LD = D + 8;
+__device__ void dd_store_global(const float (&acc)[DDT<D, NW>::MT][DDT<D, NW>::NT][4], bf16 *out) {
     using T = DDT<D, NW>;
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int m0 = (w % T::WR) * T::MT * 16, n0 = (w / T::WR) * T::NT * 8;
 #pragma unroll
-    for (int mt = 0; mt < T::MT; mt++) {
+    for (int mt = 0; mt < T::MT; mt++)
 #pragma unroll
-        for (int j = 0; j < T::NT; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int r = m0 + mt * 16 + g + (e >> 1) * 8, c = n0 + j * 8 + 2 * t + (e & 1);
-                acc[mt][j][e] = sub ? base[r * D + c] - acc[mt][j][e] : acc[mt][j][e];
-            }
-        frag_store_split<T::NT>(acc[mt], hi + (m0 + mt * 16) * LD + n0, lo ? lo + (m0 + mt * 16) * LD + n0 : nullptr,
-                                LD, lane);
-    }
+        for (int j = 0; j < T::NT; j++) {
+            int r = m0 + mt * 16 + g, c = n0 + j * 8 + 2 * t;
+            *reinterpret_cast<uint32_t *>(out + r * D + c) = pack_bf16(acc[mt][j][0], acc[mt][j][1]);
+            *reinterpret_cast<uint32_t *>(out + (r + 8) * D + c) = pack_bf16(acc[mt][j][2], acc[mt][j][3]);
+        }
 }
 
-/* The key tiles of query block qb's linear list. */
-__device__ __forceinline__ TileSeq lin_key_seq(const LinParams &p, int bh, int qb) {
-    TileSeq s;
-    s.list = p.L > 0 ? p.list + ((long)bh * p.Tm + qb) * p.L : nullptr;
-    s.len = p.L, s.per = p.tpb, s.base = 0, s.count = 0;
-    return s;
-}
-
-/* Shared between forward and backward: H_i (bf16 into R0, row stride D + 8) and Z_i (fp32 into
- * sZ), then a barrier. */
-template <int D, int NW>
-__device__ void build_state(const LinParams &p, int bh, int qb, bf16 *R0, float *sZ) {
-    using T = DDT<D, NW>;
-    const long hoff = (long)bh * p.N * D;
-    float acc[T::MT][T::NT][4];
-    zero_acc<T::MT, T::NT>(acc);
-    TileSeq seq = lin_key_seq(p, bh, qb);
-    accum_xty<D, NW>(acc, p.phik + hoff, p.v + hoff, p.N, seq, R0, nullptr);
+/* A state row [M | m] (M: D x D, m: D) into shared sM (bf16, row stride D + 8) and sm (fp32):
+ * from a bf16 row (crow) or, when crow is null, from an fp32 row (trow). */
+template <int D>
+__device__ void load_state(const bf16 *crow, const float *trow, bf16 *sM, float *sm, int nthreads) {
     const int tid = threadIdx.x;
-    if (tid < D) {
-        float zs = 0.f;
-        for (int e = 0; e < p.L; e++) zs += p.z[((long)bh * p.Tn + seq.list[e]) * D + tid];
-        sZ[tid] = p.sub ? p.Ztot[(long)bh * D + tid] - zs : zs;
+    if (crow) {
+        for (int i = tid * 8; i < D * D; i += nthreads * 8)
+            *reinterpret_cast<uint4 *>(sM + (i / D) * (D + 8) + i % D) = *reinterpret_cast<const uint4 *>(crow + i);
+        for (int i = tid; i < D; i += nthreads) sm[i] = __bfloat162float(crow[D * D + i]);
+    } else {
+        for (int i = tid; i < D * D; i += nthreads) sM[(i / D) * (D + 8) + i % D] = __float2bfloat16_rn(trow[i]);
+        for (int i = tid; i < D; i += nthreads) sm[i] = trow[D * D + i];
     }
-    cp_async_wait<0>();
-    __syncthreads();
-    dd_store<D, NW>(acc, p.Htot + (long)bh * D * D, p.sub, R0, nullptr);
-    __syncthreads();
 }
 
 /* Row denominators phi . Z (+ eps) of a warp's 16 rows; 1/den, or 0 for rows that send nothing. */
@@ -153,10 +136,10 @@ template <int D> __device__ void load_w_split(const float *W, bf16 *hi, bf16 *lo
 
 template <int D, int BQ>
 __global__ void __launch_bounds__(BQ * 2) lin_fwd_kernel(LinParams p) {
-    constexpr int NW = BQ / 16, NTH = BQ * 2, LD = D + 8, NTD = D / 8;
+    constexpr int NTH = BQ * 2, LD = D + 8, NTD = D / 8, W = D * D + D;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    bf16 *R0 = reinterpret_cast<bf16 *>(smem_raw);
-    bf16 *Ahi = R0 + 4 * KT * LD; /* Q, then phi(Q), then Ol (bf16) */
+    bf16 *R0 = reinterpret_cast<bf16 *>(smem_raw); /* H, then W hi/lo */
+    bf16 *Ahi = R0 + 2 * D * LD;                    /* Q, then phi(Q), then Ol (bf16) */
     float *sZ = reinterpret_cast<float *>(Ahi + BQ * LD);
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, t = lane & 3;
     const int bh = blockIdx.y, qb = blockIdx.x, q0 = qb * BQ;
@@ -173,7 +156,9 @@ __global__ void __launch_bounds__(BQ * 2) lin_fwd_kernel(LinParams p) {
     }
     load_tile_async<D>(Ahi, p.q + hoff, q0, BQ, p.N, tid, NTH);
     cp_async_commit();
-    build_state<D, NW>(p, bh, qb, R0, sZ);
+    load_state<D>(p.all ? nullptr : p.cstate + ((long)bh * p.Tm + qb) * W, p.tot + (long)bh * W, R0, sZ, NTH);
+    cp_async_wait<0>();
+    __syncthreads();
 
     float x[NTD][4];
     frag_load_smem<NTD>(x, Ahi + w * 16 * LD, LD, lane);
@@ -205,26 +190,22 @@ __global__ void __launch_bounds__(BQ * 2) lin_fwd_kernel(LinParams p) {
 
 template <int D, int BQ>
 __global__ void __launch_bounds__(BQ * 2) lin_bwdq_kernel(LinParams p) {
-    constexpr int NW = BQ / 16, NTH = BQ * 2, LD = D + 8, NTD = D / 8;
+    constexpr int NW = BQ / 16, NTH = BQ * 2, LD = D + 8, NTD = D / 8, W = D * D + D;
+    using T = DDT<D, NW>;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    bf16 *R0 = reinterpret_cast<bf16 *>(smem_raw);
-    bf16 *Aq = R0 + 4 * KT * LD, *Ag = Aq + BQ * LD, *Whi = Ag + BQ * LD, *Wlo = Whi + D * LD;
+    bf16 *R0 = reinterpret_cast<bf16 *>(smem_raw); /* H */
+    bf16 *Aq = R0 + D * LD, *Ag = Aq + BQ * LD, *Whi = Ag + BQ * LD, *Wlo = Whi + D * LD;
     float *sZ = reinterpret_cast<float *>(Wlo + D * LD), *sB = sZ + D;
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g = lane >> 2, t = lane & 3;
     const int bh = blockIdx.y, qb = blockIdx.x, q0 = qb * BQ;
     const long hoff = (long)bh * p.N * D;
-    if (p.empty) {
-        for (int i = tid; i < BQ * D; i += NTH) {
-            long r = q0 + i / D;
-            if (r < p.N) p.dq[hoff + r * D + i % D] = __float2bfloat16_rn(0.f);
-        }
-        return;
-    }
     load_tile_async<D>(Aq, p.q + hoff, q0, BQ, p.N, tid, NTH);
     load_tile_async<D>(Ag, p.dout + hoff, q0, BQ, p.N, tid, NTH);
     cp_async_commit();
     load_w_split<D>(p.W, Whi, Wlo, NTH);
-    build_state<D, NW>(p, bh, qb, R0, sZ);
+    load_state<D>(p.all ? nullptr : p.cstate + ((long)bh * p.Tm + qb) * W, p.tot + (long)bh * W, R0, sZ, NTH);
+    cp_async_wait<0>();
+    __syncthreads();
 
     bf16 *aq = Aq + w * 16 * LD, *ag = Ag + w * 16 * LD;
     const int row0 = q0 + w * 16 + g, row1 = row0 + 8;
@@ -233,6 +214,8 @@ __global__ void __launch_bounds__(BQ * 2) lin_bwdq_kernel(LinParams p) {
     frag_phi<NTD>(x, p.feature);
     float i0, i1;
     row_inv_den<NTD>(x, sZ, p.all, i0, i1);
+    if (row0 >= p.N) i0 = 0.f; /* padded rows send nothing */
+    if (row1 >= p.N) i1 = 0.f;
     /* dOl = dout W */
     float dol[1][NTD][4];
     zero_acc<1, NTD>(dol);
@@ -254,26 +237,22 @@ __global__ void __launch_bounds__(BQ * 2) lin_bwdq_kernel(LinParams p) {
         }
         Dl0 = quad_sum(Dl0), Dl1 = quad_sum(Dl1);
     }
-    frag_store_global<NTD>(dol[0], p.dol + hoff, D, q0 + w * 16, p.N, lane);
-    __syncwarp(); /* the warp's Q and dout rows are consumed: dOl hi/lo take their place */
+    __syncwarp(); /* the warp's Q and dout rows are consumed: dOl and Q^ take their place */
     frag_store_split<NTD>(dol[0], aq, nullptr, LD, lane);
-    /* qhat and beta partials */
-    {
-        bf16 *qh = p.qhat + hoff;
+    /* Q^ rows (bf16) and beta partials */
 #pragma unroll
-        for (int j = 0; j < NTD; j++) {
-            int c = j * 8 + 2 * t;
-            float a0 = x[j][0] * i0, a1 = x[j][1] * i0, b0 = x[j][2] * i1, b1 = x[j][3] * i1;
-            if (row0 < p.N) *reinterpret_cast<uint32_t *>(qh + (long)row0 * D + c) = pack_bf16(a0, a1);
-            if (row1 < p.N) *reinterpret_cast<uint32_t *>(qh + (long)row1 * D + c) = pack_bf16(b0, b1);
-            float v0 = a0 * Dl0 + b0 * Dl1, v1 = a1 * Dl0 + b1 * Dl1;
+    for (int j = 0; j < NTD; j++) {
+        int c = j * 8 + 2 * t;
+        float a0 = x[j][0] * i0, a1 = x[j][1] * i0, b0 = x[j][2] * i1, b1 = x[j][3] * i1;
+        *reinterpret_cast<uint32_t *>(ag + g * LD + c) = pack_bf16(a0, a1);
+        *reinterpret_cast<uint32_t *>(ag + (g + 8) * LD + c) = pack_bf16(b0, b1);
+        float v0 = a0 * Dl0 + b0 * Dl1, v1 = a1 * Dl0 + b1 * Dl1;
 #pragma unroll
-            for (int m = 4; m < 32; m <<= 1) {
-                v0 += __shfl_xor_sync(0xffffffffu, v0, m);
-                v1 += __shfl_xor_sync(0xffffffffu, v1, m);
-            }
-            if (g == 0) sB[w * D + c] = v0, sB[w * D + c + 1] = v1;
+        for (int m = 4; m < 32; m <<= 1) {
+            v0 += __shfl_xor_sync(0xffffffffu, v0, m);
+            v1 += __shfl_xor_sync(0xffffffffu, v1, m);
         }
+        if (g == 0) sB[w * D + c] = v0, sB[w * D + c + 1] = v1;
     }
     __syncwarp();
     /* dphi = (dOl H^T - Dl Z) / den */
@@ -288,48 +267,38 @@ __global__ void __launch_bounds__(BQ * 2) lin_bwdq_kernel(LinParams p) {
     }
     frag_phi_backward<NTD>(dph[0], x, p.feature);
     frag_store_global<NTD>(dph[0], p.dq + hoff, D, q0 + w * 16, p.N, lane);
-    __syncthreads();
+    __syncthreads(); /* every warp's Q^ and dOl rows are in place */
+    /* [A_i | beta_i]: A_i = Q^^T dOl over the block's rows */
+    bf16 *arow = p.astack + ((long)bh * p.Tm + qb) * W;
+    {
+        float acc[T::MT][T::NT][4];
+        zero_acc<T::MT, T::NT>(acc);
+        const int m0 = (w % T::WR) * T::MT * 16, n0 = (w / T::WR) * T::NT * 8;
+        warp_gemm<T::MT, T::NT, true, false>(acc, Ag + m0, LD, Aq + n0, LD, BQ, lane);
+        dd_store_global<D, NW>(acc, arow);
+    }
     if (tid < D) {
         float s = 0.f;
         for (int i = 0; i < NW; i++) s += sB[i * D + tid];
-        p.beta[((long)bh * p.Tm + qb) * D + tid] = s;
+        arow[D * D + tid] = __float2bfloat16_rn(s);
     }
 }
 
 template <int D>
 __global__ void __launch_bounds__(128) lin_bwdk_kernel(LinParams p) {
-    constexpr int NW = 4, NTH = 128, LD = D + 8, NTD = D / 8;
+    constexpr int NTH = 128, LD = D + 8, NTD = D / 8, W = D * D + D;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    bf16 *R0 = reinterpret_cast<bf16 *>(smem_raw);
-    bf16 *Sk = R0 + 4 * KT * LD, *Sv = Sk + KT * LD;
+    bf16 *R0 = reinterpret_cast<bf16 *>(smem_raw); /* Abar */
+    bf16 *Sk = R0 + D * LD, *Sv = Sk + KT * LD;
     float *sBb = reinterpret_cast<float *>(Sv + KT * LD);
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, t = lane & 3;
-    const int bh = blockIdx.y, kt = blockIdx.x;
+    const int bh = blockIdx.y, kt = blockIdx.x, jb = kt / p.tpb;
     const long k0 = (long)kt * KT, hoff = (long)bh * p.N * D;
     load_tile_async<D>(Sk, p.k + hoff, k0, KT, p.N, tid, NTH);
     load_tile_async<D>(Sv, p.v + hoff, k0, KT, p.N, tid, NTH);
     cp_async_commit();
-
-    using T = DDT<D, NW>;
-    float acc[T::MT][T::NT][4];
-    zero_acc<T::MT, T::NT>(acc);
-    TileSeq seq;
-    seq.list = nullptr, seq.len = 0, seq.per = p.spb, seq.base = 0, seq.count = 0;
-    if (p.tent) {
-        const int jb = kt / p.tpb;
-        const int *off = p.toff + (long)bh * (p.Tn + 1);
-        seq.list = p.tent + bh * p.tent_stride + off[jb];
-        seq.len = off[jb + 1] - off[jb];
-    }
-    accum_xty<D, NW>(acc, p.qhat_in + hoff, p.dol_in + hoff, p.N, seq, R0, nullptr);
-    if (tid < D) {
-        float bs = 0.f;
-        for (int e = 0; e < seq.len; e++) bs += p.beta_in[((long)bh * p.Tm + seq.list[e]) * D + tid];
-        sBb[tid] = p.sub ? p.betatot[(long)bh * D + tid] - bs : bs;
-    }
+    load_state<D>(p.all ? nullptr : p.cstate + ((long)bh * p.Tn + jb) * W, p.tot + (long)bh * W, R0, sBb, NTH);
     cp_async_wait<0>();
-    __syncthreads();
-    dd_store<D, NW>(acc, p.Atot + (long)bh * D * D, p.sub, R0, nullptr);
     __syncthreads();
 
     bf16 *sk = Sk + w * 16 * LD, *sv = Sv + w * 16 * LD;
@@ -353,25 +322,30 @@ __global__ void __launch_bounds__(128) lin_bwdk_kernel(LinParams p) {
     frag_store_global<NTD>(d[0], p.dv + hoff, D, (int)k0 + w * 16, p.N, lane);
 }
 
-/* 4 threads per row, D / 4 contiguous columns each; a CTA per key block (<= 128 rows). */
+/* Per key block j: the row [phi(K_j)^T V_j | colsum phi(K_j)] (bf16) of hs [BH, Tn, W]. */
 template <int D>
-__global__ void __launch_bounds__(256) lin_phik_kernel(const bf16 *k, bf16 *phik, float *z, int N, int blk_k, int Tn,
-                                                      int feature) {
-    constexpr int EPT = D / 4;
-    __shared__ __align__(16) bf16 sphi[128 * D];
-    const int bh = blockIdx.y, j = blockIdx.x, tid = threadIdx.x, quad = tid >> 2, ql = tid & 3;
-    const long r0 = (long)j * blk_k;
-    const int nr = (int)min((long)blk_k, (long)N - r0);
-    const bf16 *kg = k + ((long)bh * N + r0) * D;
-    bf16 *pg = phik + ((long)bh * N + r0) * D;
+__global__ void __launch_bounds__(256) lin_state_kernel(const bf16 *k, const bf16 *v, bf16 *hs, int N, int blk_k,
+                                                       int Tn, int feature) {
+    constexpr int LD = D + 8, EPT = D / 4, NW = 8, W = D * D + D;
+    using T = DDT<D, NW>;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    bf16 *sK = reinterpret_cast<bf16 *>(smem_raw), *sV = sK + 128 * LD;
+    const int bh = blockIdx.y, j = blockIdx.x, tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+    const int quad = tid >> 2, ql = tid & 3;
+    const long r0 = (long)j * blk_k, hoff = (long)bh * N * D;
+    load_tile_async<D>(sK, k + hoff, r0, blk_k, N, tid, 256);
+    load_tile_async<D>(sV, v + hoff, r0, blk_k, N, tid, 256);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    /* phi in place, a quad per row; rows past N become 0 */
     for (int rb = 0; rb < blk_k; rb += 64) {
         const int r = rb + quad;
-        const bool ok = r < nr;
+        bf16 *row = sK + r * LD + ql * EPT;
         float x[EPT];
 #pragma unroll
         for (int c = 0; c < EPT; c += 8) {
-            uint4 u = make_uint4(0, 0, 0, 0);
-            if (ok) u = *reinterpret_cast<const uint4 *>(kg + (long)r * D + ql * EPT + c);
+            uint4 u = *reinterpret_cast<const uint4 *>(row + c);
             const uint32_t *pu = reinterpret_cast<const uint32_t *>(&u);
 #pragma unroll
             for (int i = 0; i < 4; i++) {
@@ -396,24 +370,28 @@ __global__ void __launch_bounds__(256) lin_phik_kernel(const bf16 *k, bf16 *phik
 #pragma unroll
             for (int c = 0; c < EPT; c++) x[c] = fmaxf(x[c], 0.f);
         }
-        if (ok) {
+        const bool ok = r0 + r < N;
 #pragma unroll
-            for (int c = 0; c < EPT; c += 8) {
-                uint4 u;
-                uint32_t *pu = reinterpret_cast<uint32_t *>(&u);
+        for (int c = 0; c < EPT; c += 8) {
+            uint4 u;
+            uint32_t *pu = reinterpret_cast<uint32_t *>(&u);
 #pragma unroll
-                for (int i = 0; i < 4; i++) pu[i] = pack_bf16(x[c + 2 * i], x[c + 2 * i + 1]);
-                *reinterpret_cast<uint4 *>(pg + (long)r * D + ql * EPT + c) = u;
-                *reinterpret_cast<uint4 *>(sphi + r * D + ql * EPT + c) = u;
-            }
+            for (int i = 0; i < 4; i++) pu[i] = ok ? pack_bf16(x[c + 2 * i], x[c + 2 * i + 1]) : 0u;
+            *reinterpret_cast<uint4 *>(row + c) = u;
         }
     }
     __syncthreads();
+    bf16 *out = hs + ((long)bh * Tn + j) * W;
     if (tid < D) {
         float s = 0.f;
-        for (int r = 0; r < nr; r++) s += __bfloat162float(sphi[r * D + tid]);
-        z[((long)bh * Tn + j) * D + tid] = s;
+        for (int r = 0; r < blk_k; r++) s += __bfloat162float(sK[r * LD + tid]);
+        out[D * D + tid] = __float2bfloat16_rn(s);
     }
+    float acc[T::MT][T::NT][4];
+    zero_acc<T::MT, T::NT>(acc);
+    const int m0 = (w % T::WR) * T::MT * 16, n0 = (w / T::WR) * T::NT * 8;
+    warp_gemm<T::MT, T::NT, true, false>(acc, sK + m0, LD, sV + n0, LD, blk_k, lane);
+    dd_store_global<D, NW>(acc, out);
 }
 
 template <int D>
@@ -456,8 +434,17 @@ __global__ void lin_reduce_kernel(const float *in, float *out, int count, long E
     out[(long)gi * E + e] = s;
 }
 
+__global__ void lin_reduce_bf16_kernel(const bf16 *in, float *out, int count, long E) {
+    const long e = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    const int gi = blockIdx.y;
+    if (e >= E) return;
+    float s = 0.f;
+    for (int c = 0; c < count; c++) s += __bfloat162float(in[((long)gi * count + c) * E + e]);
+    out[(long)gi * E + e] = s;
+}
+
 template <int D, int BQ> void fwd_launch(const LinParams &p, int BH) {
-    constexpr int LD = D + 8, smem = (4 * KT * LD + BQ * LD) * 2 + D * 4;
+    constexpr int LD = D + 8, smem = (2 * D * LD + BQ * LD) * 2 + D * 4;
     static bool init = false;
     if (!init) sla_smem_limit(lin_fwd_kernel<D, BQ>, smem), init = true;
     lin_fwd_kernel<D, BQ><<<dim3(p.Tm, BH), BQ * 2, smem, cuda_stream()>>>(p);
@@ -465,7 +452,7 @@ template <int D, int BQ> void fwd_launch(const LinParams &p, int BH) {
 }
 
 template <int D, int BQ> void bwdq_launch(const LinParams &p, int BH) {
-    constexpr int LD = D + 8, smem = (4 * KT * LD + 2 * BQ * LD + 2 * D * LD) * 2 + D * 4 + (BQ / 16) * D * 4;
+    constexpr int LD = D + 8, smem = (3 * D * LD + 2 * BQ * LD) * 2 + D * 4 + (BQ / 16) * D * 4;
     static bool init = false;
     if (!init) sla_smem_limit(lin_bwdq_kernel<D, BQ>, smem), init = true;
     lin_bwdq_kernel<D, BQ><<<dim3(p.Tm, BH), BQ * 2, smem, cuda_stream()>>>(p);
@@ -473,24 +460,56 @@ template <int D, int BQ> void bwdq_launch(const LinParams &p, int BH) {
 }
 
 template <int D> void bwdk_launch(const LinParams &p, int BH) {
-    constexpr int LD = D + 8, smem = (4 * KT * LD + 2 * KT * LD) * 2 + D * 4;
+    constexpr int LD = D + 8, smem = (D * LD + 2 * KT * LD) * 2 + D * 4;
     static bool init = false;
     if (!init) sla_smem_limit(lin_bwdk_kernel<D>, smem), init = true;
     lin_bwdk_kernel<D><<<dim3((p.N + KT - 1) / KT, BH), 128, smem, cuda_stream()>>>(p);
     CUDA_CHECK_LAUNCH();
 }
 
+template <int D> void state_launch(const bf16 *k, const bf16 *v, bf16 *hs, int BH, int N, int blk_k, int Tn,
+                                   int feature) {
+    constexpr int smem = 2 * 128 * (D + 8) * 2;
+    static bool init = false;
+    if (!init) sla_smem_limit(lin_state_kernel<D>, smem), init = true;
+    lin_state_kernel<D><<<dim3(Tn, BH), 256, smem, cuda_stream()>>>(k, v, hs, N, blk_k, Tn, feature);
+    CUDA_CHECK_LAUNCH();
+}
+
+cublasHandle_t g_cublas = nullptr;
+
+void cublas_check(cublasStatus_t st, const char *what) {
+    CHECK(st == CUBLAS_STATUS_SUCCESS, "cuBLAS: %s failed with status %d", what, (int)st);
+}
+
 } // namespace
 
 int lin_outer_nchunk(int N) { return (N + KT * OUTER_TILES - 1) / (KT * OUTER_TILES); }
 
-void lin_phik_launch(const bf16 *k, bf16 *phik, float *z, int BH, int N, int D, int blk_k, int Tn, int feature) {
-    CHECK(blk_k <= 128, "SLA linear branch: key block %d > 128", blk_k);
-    dim3 grid(Tn, BH);
-    if (D == 128) lin_phik_kernel<128><<<grid, 256, 0, cuda_stream()>>>(k, phik, z, N, blk_k, Tn, feature);
-    else if (D == 64) lin_phik_kernel<64><<<grid, 256, 0, cuda_stream()>>>(k, phik, z, N, blk_k, Tn, feature);
+void lin_state_launch(const bf16 *k, const bf16 *v, bf16 *hs, int BH, int N, int D, int blk_k, int Tn, int feature) {
+    CHECK(blk_k == 64 || blk_k == 128, "SLA linear branch: key block %d (64 or 128)", blk_k);
+    if (D == 128) state_launch<128>(k, v, hs, BH, N, blk_k, Tn, feature);
+    else if (D == 64) state_launch<64>(k, v, hs, BH, N, blk_k, Tn, feature);
     else CHECK(0, "SLA linear branch: unsupported head dim %d", D);
-    CUDA_CHECK_LAUNCH();
+}
+
+void lin_mask_gemm(const bf16 *rows, const bf16 *mask, bf16 *out, int BH, int Tm, int Tn, long W, int transposed) {
+    if (!g_cublas) cublas_check(cublasCreate(&g_cublas), "cublasCreate");
+    cublas_check(cublasSetStream(g_cublas, cuda_stream()), "cublasSetStream");
+    const float one = 1.f, zero = 0.f;
+    if (!transposed) { /* out [Tm, W] = mask [Tm, Tn] rows [Tn, W] */
+        cublas_check(cublasGemmStridedBatchedEx(g_cublas, CUBLAS_OP_N, CUBLAS_OP_N, (int)W, Tm, Tn, &one, rows,
+                                                CUDA_R_16BF, (int)W, (long long)Tn * W, mask, CUDA_R_16BF, Tn,
+                                                (long long)Tm * Tn, &zero, out, CUDA_R_16BF, (int)W,
+                                                (long long)Tm * W, BH, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     "mask GEMM");
+    } else { /* out [Tn, W] = mask^T [Tn, Tm] rows [Tm, W] */
+        cublas_check(cublasGemmStridedBatchedEx(g_cublas, CUBLAS_OP_N, CUBLAS_OP_T, (int)W, Tn, Tm, &one, rows,
+                                                CUDA_R_16BF, (int)W, (long long)Tm * W, mask, CUDA_R_16BF, Tn,
+                                                (long long)Tm * Tn, &zero, out, CUDA_R_16BF, (int)W,
+                                                (long long)Tn * W, BH, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     "transposed mask GEMM");
+    }
 }
 
 int lin_outer_launch(const bf16 *X, const bf16 *Y, int BH, int N, int D, float *part, float *colsum) {
@@ -513,6 +532,12 @@ int lin_outer_launch(const bf16 *X, const bf16 *Y, int BH, int N, int D, float *
 void lin_reduce_launch(const float *in, float *out, int G, int count, long E) {
     dim3 grid((unsigned)((E + 255) / 256), G);
     lin_reduce_kernel<<<grid, 256, 0, cuda_stream()>>>(in, out, count, E);
+    CUDA_CHECK_LAUNCH();
+}
+
+void lin_reduce_bf16_launch(const bf16 *in, float *out, int G, int count, long E) {
+    dim3 grid((unsigned)((E + 255) / 256), G);
+    lin_reduce_bf16_kernel<<<grid, 256, 0, cuda_stream()>>>(in, out, count, E);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -9,7 +9,7 @@
  *                 the first kappa (or the caller's lut), negligible = the last n_negl non-critical;
  *                 both written ascending. Same rule as the CPU oracle up to rounding of the scores.
  * rowmap_kernel   mark map [Tm, Tn] (0 marginal, 1 critical, 2 negligible) and the linear
- *                 branch's per-query-block key list.
+ *                 branch's 0/1 marginal mask (bf16, a GEMM operand).
  * col_* kernels   transposed lists: per key block the ascending query blocks whose mark matches. */
 #include "sla_internal.cuh"
 
@@ -195,13 +195,10 @@ __global__ void __launch_bounds__(SCAN_THREADS) topk_kernel(const float *scores,
     }
 }
 
-/* Dynamic smem: mark [Tn] u8 (padded to 4), scan [Tn] int. */
-__global__ void __launch_bounds__(SCAN_THREADS) rowmap_kernel(const int *lut, const int *neg, int neg_ld, int Tm,
-                                                              int Tn, int kappa, int n_negl, uint8_t *map, int sub,
-                                                              int *lin_list, int L) {
+__global__ void __launch_bounds__(256) rowmap_kernel(const int *lut, const int *neg, int neg_ld, int Tm, int Tn,
+                                                     int kappa, int n_negl, uint8_t *map, bf16 *mask) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    int *sc = reinterpret_cast<int *>(smem_raw);
-    unsigned char *mk = reinterpret_cast<unsigned char *>(sc + Tn);
+    unsigned char *mk = smem_raw;
     const int bh = blockIdx.y, i = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
     const long row = (long)bh * Tm + i;
     for (int j = tid; j < Tn; j += nt) mk[j] = 0;
@@ -209,13 +206,10 @@ __global__ void __launch_bounds__(SCAN_THREADS) rowmap_kernel(const int *lut, co
     for (int p = tid; p < kappa; p += nt) mk[lut[row * kappa + p]] = 1;
     for (int p = tid; p < n_negl; p += nt) mk[neg[row * neg_ld + p]] = 2;
     __syncthreads();
-    for (int j = tid; j < Tn; j += nt) map[row * Tn + j] = mk[j];
-    if (!lin_list) return;
-    for (int j = tid; j < Tn; j += nt) sc[j] = sub ? mk[j] != 0 : mk[j] == 0;
-    __syncthreads();
-    block_excl_scan(sc, Tn);
-    for (int j = tid; j < Tn; j += nt)
-        if ((sub ? mk[j] != 0 : mk[j] == 0) && sc[j] < L) lin_list[row * L + sc[j]] = j;
+    for (int j = tid; j < Tn; j += nt) {
+        map[row * Tn + j] = mk[j];
+        if (mask) mask[row * Tn + j] = __float2bfloat16_rn(mk[j] == 0 ? 1.f : 0.f);
+    }
 }
 
 __device__ __forceinline__ bool map_pred(uint8_t m, int pred) { return pred == 0 ? m == 1 : pred == 1 ? m != 0 : m == 0; }
@@ -297,10 +291,8 @@ void sla_select_launch(const bf16 *q, const bf16 *k, int BH, int N, int D, int b
 }
 
 void sla_rowmap_launch(const int *lut, const int *neg, int neg_ld, int BH, int Tm, int Tn, int kappa, int n_negl,
-                       uint8_t *map, int sub, int *lin_list, int L) {
-    int smem = Tn * 4 + ((Tn + 15) / 16) * 16;
-    rowmap_kernel<<<dim3(Tm, BH), SCAN_THREADS, smem, cuda_stream()>>>(lut, neg, neg_ld, Tm, Tn, kappa, n_negl, map,
-                                                                       sub, lin_list, L);
+                       uint8_t *map, bf16 *mask) {
+    rowmap_kernel<<<dim3(Tm, BH), 256, Tn, cuda_stream()>>>(lut, neg, neg_ld, Tm, Tn, kappa, n_negl, map, mask);
     CUDA_CHECK_LAUNCH();
 }
 
