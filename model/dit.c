@@ -166,6 +166,13 @@ int dit_init(dit_t *m, const model_config_t *cfg, device_t device, int B, int F,
         param_table_free(&m->table);
         return -1;
     }
+    if (device == DEVICE_CUDA && cfg->attention == ATTENTION_SLA &&
+        ((cfg->sla.blk_q != 64 && cfg->sla.blk_q != 128) || (cfg->sla.blk_k != 64 && cfg->sla.blk_k != 128))) {
+        snprintf(err, errlen, "SLA blocks %d x %d: the CUDA kernels take sla_blkq and sla_blkk of 64 or 128",
+                 cfg->sla.blk_q, cfg->sla.blk_k);
+        param_table_free(&m->table);
+        return -1;
+    }
     m->cfg = *cfg;
     m->device = device;
     m->B = B, m->F = F, m->H = H, m->W = W, m->recompute = recompute;

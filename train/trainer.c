@@ -13,6 +13,7 @@
 #include "dataset.h"
 #include "dit.h"
 #include "objective.h"
+#include "safetensors.h"
 #include "sampler.h"
 #include "weights.h"
 
@@ -179,7 +180,7 @@ static int load_start_state(trainer_t *tr) {
         if (cfg->init_weights[0]) {
             int zeroed = 0;
             memset(s.params, 0, sizeof(float) * tr->model.table.total);
-            if (weights_load(cfg->init_weights, &tr->model.table, s.params, &zeroed, err, sizeof err)) {
+            if (weights_load_any(cfg->init_weights, &tr->model.table, s.params, &zeroed, err, sizeof err)) {
                 free_host_state(&s);
                 return fail("sla-train: init_weights: %s", err);
             }
@@ -277,7 +278,7 @@ static int setup_teacher(trainer_t *tr, device_t dev) {
                  sizeof err))
         return fail("sla-train: teacher: %s", err);
     float *host = xcalloc(tr->teacher.table.total, sizeof(float));
-    int rc = weights_load(cfg->teacher, &tr->teacher.table, host, NULL, err, sizeof err);
+    int rc = weights_load_any(cfg->teacher, &tr->teacher.table, host, NULL, err, sizeof err);
     if (!rc) {
         upload(&tr->teacher.params, host);
         dit_params_changed(&tr->teacher);
