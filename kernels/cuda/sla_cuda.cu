@@ -108,7 +108,8 @@ struct SlaWs {
     float *qbar, *ksum, *kbar, *scores;
     uint8_t *map;
     bf16 *mask;
-    int *cnt, *tlut_off, *tlut_ent;
+    int *cnt, *tlut_off, *tlut_ent, *order;
+    bf16 *wsplit;
     bf16 *hs;     /* [BH, Tn, W] key block states; reused for [Abar_j | betabar_j] */
     bf16 *qs;     /* [BH, Tm, W] query block states; reused for [A_i | beta_i] */
     float *tot, *part, *colpart, *Ds, *Ds_exact;
@@ -127,6 +128,8 @@ void ws_plan(Bump &b, SlaWs &w, const sla_dims_t *d, int conv) {
     w.cnt = b.take<int>(BH * Tn);
     w.tlut_off = b.take<int>(BH * (Tn + 1));
     w.tlut_ent = b.take<int>(BH * Tm * d->kappa);
+    w.order = b.take<int>(BH * Tn);
+    w.wsplit = b.take<bf16>(2 * D * D);
     w.hs = b.take<bf16>(BH * Tn * W);
     w.qs = b.take<bf16>(BH * Tm * W);
     w.tot = b.take<float>(BH * W);
@@ -257,7 +260,9 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     lp.q = qb, lp.v = vb, lp.cstate = w.qs, lp.tot = w.tot;
     lp.W = static_cast<const float *>(proj_w->data), lp.b = static_cast<const float *>(proj_b->data);
     lp.ol = static_cast<bf16 *>(saved->ol.data), lp.o = static_cast<bf16 *>(o->data);
+    lp.Wsplit = w.wsplit;
     if (lm.active) {
+        lin_w_split_launch(lp.W, w.wsplit, d->D);
         if (!lm.all) sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map, w.mask);
         g_timer.mark("rowmap");
         lin_query_states(cfg, d, lm, w, kb, vb);
@@ -309,6 +314,7 @@ extern "C" void sla_backward_cuda(const sla_config_t *cfg, const sla_dims_t *d, 
                       lm.active && !lm.all ? w.mask : nullptr);
     g_timer.mark("rowmap");
     sla_collist_launch(w.map, BH, d->Tm, d->Tn, 0, w.cnt, w.tlut_off, w.tlut_ent, (long)d->Tm * d->kappa);
+    sla_order_launch(w.tlut_off, BH, d->Tn, w.order);
     g_timer.mark("tlist");
     flash_bwd_prep(gb, os, w.Ds, (long)BH * d->N, D);
     g_timer.mark("prep");
@@ -317,7 +323,8 @@ extern "C" void sla_backward_cuda(const sla_config_t *cfg, const sla_dims_t *d, 
         lin_query_states(cfg, d, lm, w, kb, vb);
         LinParams lp = lin_params(cfg, d, lm);
         lp.q = qb, lp.k = kb, lp.v = vb, lp.dout = gb, lp.ol_in = ol;
-        lp.W = static_cast<const float *>(proj_w->data);
+        lp.W = static_cast<const float *>(proj_w->data), lp.Wsplit = w.wsplit;
+        lin_w_split_launch(lp.W, w.wsplit, D);
         lp.cstate = w.qs, lp.tot = w.tot, lp.astack = w.qs; /* row i read before row i is written */
         lp.dq = dqb, lp.dk = dkb, lp.dv = dvb;
         lin_backward_q_launch(lp, BH, D, d->blk_q);
@@ -343,7 +350,7 @@ extern "C" void sla_backward_cuda(const sla_config_t *cfg, const sla_dims_t *d, 
     fp.dq = dqb, fp.dk = dkb, fp.dv = dvb;
     fp.lut = lut, fp.kappa = d->kappa, fp.tpb = d->blk_k / 64, fp.Tq = d->Tm;
     fp.toff = w.tlut_off, fp.tent = w.tlut_ent, fp.tent_stride = (long)d->Tm * d->kappa;
-    fp.spb = d->blk_q / 64, fp.Tk = d->Tn;
+    fp.spb = d->blk_q / 64, fp.Tk = d->Tn, fp.order = w.order;
     fp.Nq = d->N, fp.Nk = d->N, fp.add = lm.active;
     flash_backward_dq(fp, BH, D, d->blk_q);
     g_timer.mark("flash_dq");

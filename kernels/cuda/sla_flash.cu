@@ -267,7 +267,9 @@ __global__ void __launch_bounds__(128) flash_dkdv_kernel(FlashParams p) {
     bf16 *sV = sK + TL, *sQ = sV + TL, *sO = sQ + 2 * TL; /* sQ, sO: two buffers each */
     float *sL = reinterpret_cast<float *>(sO + 2 * TL), *sD = sL + 2 * KT;
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, t = lane & 3;
-    const int bh = blockIdx.y, kt = blockIdx.x;
+    const int bh = blockIdx.y;
+    /* with an order, CTA x takes the x-th longest key block's tiles */
+    const int kt = p.order ? p.order[(long)bh * p.Tk + blockIdx.x / p.tpb] * p.tpb + blockIdx.x % p.tpb : blockIdx.x;
     const long k0 = (long)kt * KT;
     const bf16 *qg = p.q + (long)bh * p.Nq * D, *og = p.dout + (long)bh * p.Nq * D;
     const float *lse = p.lse + (long)bh * p.Nq, *Dsg = (p.Ds_exact ? p.Ds_exact : p.Ds) + (long)bh * p.Nq;
@@ -390,7 +392,8 @@ template <int D> void launch_dkdv(const FlashParams &p, int BH) {
     constexpr int smem = 6 * KT * (D + 8) * 2 + 4 * KT * 4;
     static bool init = false;
     if (!init) sla_smem_limit(flash_dkdv_kernel<D>, smem), init = true;
-    dim3 grid((p.Nk + KT - 1) / KT, BH);
+    /* ordered: every tile of every key block (an all-padding last tile writes nothing) */
+    dim3 grid(p.order ? p.Tk * p.tpb : (p.Nk + KT - 1) / KT, BH);
     flash_dkdv_kernel<D><<<grid, 128, smem, cuda_stream()>>>(p);
     CUDA_CHECK_LAUNCH();
 }

@@ -29,6 +29,7 @@ struct FlashParams {
     const int *toff, *tent;
     long tent_stride;
     int spb, Tk;
+    const int *order;
     int Nq, Nk;
     int add;
 };
@@ -39,7 +40,8 @@ void flash_forward(const FlashParams &p, int BH, int D, int bq);
 void flash_bwd_prep(const bf16 *dout, const bf16 *o, float *Ds, long rows, int D);
 /* dq over each query block's key list (query blocks of bq rows); also Ds_exact. */
 void flash_backward_dq(const FlashParams &p, int BH, int D, int bq);
-/* dk, dv over each 64-key tile's query list. */
+/* dk, dv over each 64-key tile's query list; with order ([BH, Tk] key blocks by list length,
+ * longest first) the CTAs take the long lists first. */
 void flash_backward_dkdv(const FlashParams &p, int BH, int D);
 
 /* ---- block selection and index lists (sla_select.cu) ----------------------------------------- */
@@ -66,6 +68,8 @@ void sla_rowmap_launch(const int *lut, const int *neg, int neg_ld, int BH, int T
  * 1: != 0, 2: == 0): off [BH, Tn + 1], ent [BH, ent_stride]. cnt [BH, Tn] scratch. */
 void sla_collist_launch(const uint8_t *map, int BH, int Tm, int Tn, int pred, int *cnt, int *off, int *ent,
                         long ent_stride);
+/* order [BH, Tn]: key blocks sorted by list length (off) descending, ties by index. */
+void sla_order_launch(const int *off, int BH, int Tn, int *order);
 
 /* ---- linear branch (sla_linear.cu) ------------------------------------------------------------
  * State rows have W = D*D + D values: [M | m] with M row-major D x D. */
@@ -73,6 +77,7 @@ void sla_collist_launch(const uint8_t *map, int BH, int Tm, int Tn, int pred, in
 struct LinParams {
     const bf16 *q, *k, *v, *dout, *ol_in;
     const float *W, *b;
+    const bf16 *Wsplit; /* [2, D, D]: W hi, W lo (lin_w_split_launch) */
     const bf16 *cstate; /* per query block [H_i | Z_i] (fwd, bwd_q; [BH, Tm, W]) or per key block
                            [Abar_j | betabar_j] (bwd_k; [BH, Tn, W]); unused in the "all" variant */
     const float *tot;   /* [BH, W]: [Htot | Ztot] or [Atot | betatot] ("all" variant) */
@@ -83,6 +88,8 @@ struct LinParams {
     bf16 *ol, *o, *dq, *dk, *dv;
 };
 
+/* wsplit [2, D, D] bf16 = hi, lo of the fp32 proj weight. */
+void lin_w_split_launch(const float *W, bf16 *wsplit, int D);
 /* hs [BH, Tn, W]: per key block [phi(K_j)^T V_j | colsum phi(K_j)] (bf16). */
 void lin_state_launch(const bf16 *k, const bf16 *v, bf16 *hs, int BH, int N, int D, int blk_k, int Tn, int feature);
 /* out = mask rows (per head: out [Tm, W] = mask [Tm, Tn] rows [Tn, W]) or, transposed,

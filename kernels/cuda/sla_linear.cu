@@ -123,14 +123,21 @@ __device__ __forceinline__ void row_inv_den(const float (&x)[NT][4], const float
     i0 = d0 > 0.f ? 1.f / d0 : 0.f, i1 = d1 > 0.f ? 1.f / d1 : 0.f;
 }
 
-/* W [out][in] fp32 (global) -> shared hi/lo tiles [out][in] (row stride D + 8). */
-template <int D> __device__ void load_w_split(const float *W, bf16 *hi, bf16 *lo, int nthreads) {
-#pragma unroll 1
-    for (int i = threadIdx.x; i < D * D; i += nthreads) {
-        float h, l;
-        split_bf16(W[i], h, l);
-        hi[(i / D) * (D + 8) + i % D] = __float2bfloat16_rn(h);
-        lo[(i / D) * (D + 8) + i % D] = __float2bfloat16_rn(l);
+/* The proj weight split once per call: wsplit [2, D, D] bf16 = hi, lo of W [out][in]. */
+__global__ void w_split_kernel(const float *W, bf16 *ws, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float h, l;
+    split_bf16(W[i], h, l);
+    ws[i] = __float2bfloat16_rn(h), ws[n + i] = __float2bfloat16_rn(l);
+}
+
+/* wsplit (global, row stride D) -> shared hi/lo tiles [out][in] (row stride D + 8). */
+template <int D> __device__ void load_w_split(const bf16 *ws, bf16 *hi, bf16 *lo, int nthreads) {
+    for (int i = threadIdx.x * 8; i < D * D; i += nthreads * 8) {
+        int off = (i / D) * (D + 8) + i % D;
+        *reinterpret_cast<uint4 *>(hi + off) = *reinterpret_cast<const uint4 *>(ws + i);
+        *reinterpret_cast<uint4 *>(lo + off) = *reinterpret_cast<const uint4 *>(ws + D * D + i);
     }
 }
 
@@ -174,7 +181,7 @@ __global__ void __launch_bounds__(BQ * 2) lin_fwd_kernel(LinParams p) {
     for (int j = 0; j < NTD; j++) num[0][j][0] *= i0, num[0][j][1] *= i0, num[0][j][2] *= i1, num[0][j][3] *= i1;
     frag_store_global<NTD>(num[0], p.ol + hoff, D, q0 + w * 16, p.N, lane);
     __syncthreads(); /* everyone is done with H */
-    load_w_split<D>(p.W, R0, R0 + D * LD, NTH);
+    load_w_split<D>(p.Wsplit, R0, R0 + D * LD, NTH);
     frag_store_split<NTD>(num[0], Ahi + w * 16 * LD, nullptr, LD, lane); /* Ol as saved: bf16 */
     __syncthreads();
     float pr[1][NTD][4];
@@ -202,7 +209,7 @@ __global__ void __launch_bounds__(BQ * 2) lin_bwdq_kernel(LinParams p) {
     load_tile_async<D>(Aq, p.q + hoff, q0, BQ, p.N, tid, NTH);
     load_tile_async<D>(Ag, p.dout + hoff, q0, BQ, p.N, tid, NTH);
     cp_async_commit();
-    load_w_split<D>(p.W, Whi, Wlo, NTH);
+    load_w_split<D>(p.Wsplit, Whi, Wlo, NTH);
     load_state<D>(p.all ? nullptr : p.cstate + ((long)bh * p.Tm + qb) * W, p.tot + (long)bh * W, R0, sZ, NTH);
     cp_async_wait<0>();
     __syncthreads();
@@ -483,6 +490,11 @@ void cublas_check(cublasStatus_t st, const char *what) {
 }
 
 } // namespace
+
+void lin_w_split_launch(const float *W, bf16 *wsplit, int D) {
+    w_split_kernel<<<(D * D + 255) / 256, 256, 0, cuda_stream()>>>(W, wsplit, D * D);
+    CUDA_CHECK_LAUNCH();
+}
 
 int lin_outer_nchunk(int N) { return (N + KT * OUTER_TILES - 1) / (KT * OUTER_TILES); }
 

@@ -67,6 +67,7 @@ __global__ void __launch_bounds__(256) pool_kernel(const bf16 *q, const bf16 *k,
     const int cpr = D / 8, phases = 256 / cpr, c = tid % cpr, ph = tid / cpr;
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     if (ph < phases)
+#pragma unroll 4
         for (int r = r0 + ph; r < r1; r += phases) {
             uint4 u = *reinterpret_cast<const uint4 *>(x + (long)r * D + c * 8);
             const uint32_t *pu = reinterpret_cast<const uint32_t *>(&u);
@@ -246,6 +247,22 @@ __global__ void col_fill_kernel(const uint8_t *map, int Tm, int Tn, int pred, co
         if (map_pred(m[(long)i * Tn], pred)) e[pos++] = i;
 }
 
+/* Rank of each key block by list length (longest first, ties by index): O(Tn^2) per head in one
+ * CTA, a few microseconds for Tn ~ 1000. Dynamic smem: [Tn] int. */
+__global__ void __launch_bounds__(1024) order_kernel(const int *off, int Tn, int *order) {
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    int *len = reinterpret_cast<int *>(smem_raw);
+    const int bh = blockIdx.x;
+    const int *o = off + (long)bh * (Tn + 1);
+    for (int j = threadIdx.x; j < Tn; j += blockDim.x) len[j] = o[j + 1] - o[j];
+    __syncthreads();
+    for (int j = threadIdx.x; j < Tn; j += blockDim.x) {
+        int lj = len[j], r = 0;
+        for (int i = 0; i < Tn; i++) r += len[i] > lj || (len[i] == lj && i < j);
+        order[(long)bh * Tn + r] = j;
+    }
+}
+
 int next_pow2(int x) {
     int p = 1;
     while (p < x) p <<= 1;
@@ -305,5 +322,10 @@ void sla_collist_launch(const uint8_t *map, int BH, int Tm, int Tn, int pred, in
     col_offsets_kernel<<<BH, SCAN_THREADS, Tn * 4, st>>>(cnt, Tn, off);
     CUDA_CHECK_LAUNCH();
     col_fill_kernel<<<grid, 128, 0, st>>>(map, Tm, Tn, pred, off, ent, ent_stride);
+    CUDA_CHECK_LAUNCH();
+}
+
+void sla_order_launch(const int *off, int BH, int Tn, int *order) {
+    order_kernel<<<BH, 1024, Tn * 4, cuda_stream()>>>(off, Tn, order);
     CUDA_CHECK_LAUNCH();
 }
