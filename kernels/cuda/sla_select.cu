@@ -291,7 +291,7 @@ void sla_topk_launch(const float *scores, int BH, int Tm, int Tn, int kappa, int
                      int *neg, int neg_ld) {
     CHECK(Tn <= 8192, "SLA selection: %d key blocks exceed the GPU top-k limit of 8192", Tn);
     int P = next_pow2(Tn);
-    int smem = P * 8 + P * 4 + 2 * ((Tn + 15) / 16) * 16;
+    int smem = P * 8 + P * 4 + 2 * ((Tn + 15) / 16) * 16 + 16;
     static int limit = 0;
     if (smem > 48 * 1024 && smem > limit) sla_smem_limit(topk_kernel, smem), limit = smem;
     topk_kernel<<<dim3(Tm, BH), SCAN_THREADS, smem, cuda_stream()>>>(scores, lut, lut_given, neg, neg_ld, Tm, Tn, P,
@@ -309,7 +309,8 @@ void sla_select_launch(const bf16 *q, const bf16 *k, int BH, int N, int D, int b
 
 void sla_rowmap_launch(const int *lut, const int *neg, int neg_ld, int BH, int Tm, int Tn, int kappa, int n_negl,
                        uint8_t *map, bf16 *mask) {
-    rowmap_kernel<<<dim3(Tm, BH), 256, Tn, cuda_stream()>>>(lut, neg, neg_ld, Tm, Tn, kappa, n_negl, map, mask);
+    const int smem = ((Tn + 15) / 16 + 1) * 16;
+    rowmap_kernel<<<dim3(Tm, BH), 256, smem, cuda_stream()>>>(lut, neg, neg_ld, Tm, Tn, kappa, n_negl, map, mask);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -319,13 +320,14 @@ void sla_collist_launch(const uint8_t *map, int BH, int Tm, int Tn, int pred, in
     dim3 grid((Tn + 127) / 128, BH);
     col_count_kernel<<<grid, 128, 0, st>>>(map, Tm, Tn, pred, cnt);
     CUDA_CHECK_LAUNCH();
-    col_offsets_kernel<<<BH, SCAN_THREADS, Tn * 4, st>>>(cnt, Tn, off);
+    col_offsets_kernel<<<BH, SCAN_THREADS, ((Tn + 3) / 4 + 1) * 16, st>>>(cnt, Tn, off);
     CUDA_CHECK_LAUNCH();
     col_fill_kernel<<<grid, 128, 0, st>>>(map, Tm, Tn, pred, off, ent, ent_stride);
     CUDA_CHECK_LAUNCH();
 }
 
 void sla_order_launch(const int *off, int BH, int Tn, int *order) {
-    order_kernel<<<BH, 1024, Tn * 4, cuda_stream()>>>(off, Tn, order);
+    /* padded: the compiler may read the ranks in aligned 16-byte vectors */
+    order_kernel<<<BH, 1024, ((Tn + 3) / 4 + 1) * 16, cuda_stream()>>>(off, Tn, order);
     CUDA_CHECK_LAUNCH();
 }
