@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # launch/gpu-check.sh OUTDIR — the GPU machine's check, in one call: configure for sm_90 into
 # build-gpu, build, `ctest -L gpu`, compute-sanitizer memcheck and racecheck on test_sla_cuda at a
-# small size, sla-bench, and the torch SDPA anchors (tests/bench/anchors.py). Logs and a short
+# small size, sla-bench, dit-bench and the torch SDPA anchors (tests/bench/anchors.py). Logs and a short
 # table go to OUTDIR (at most 8 files, so several steps share a log); the table is printed last.
 # Environment: SLA_GPU_BUILD_DIR (default build-gpu), SLA_JOBS (default nproc),
-# SLA_BENCH_ARGS (e.g. --quick), SLA_SKIP=comma list of steps to skip (ctest,sanitizer,bench,anchors).
+# SLA_BENCH_ARGS (e.g. --quick), SLA_SKIP=comma list of steps to skip (ctest,sanitizer,bench,ditbench,anchors).
 # Exit status: 0 when every step that ran passed.
 set -uo pipefail
 out="${1:?usage: launch/gpu-check.sh OUTDIR}"
@@ -58,6 +58,9 @@ fi
 if [[ $skip != *,bench,* ]] && [ -x "$bld/bin/sla-bench" ]; then
     run_step "sla-bench ${SLA_BENCH_ARGS:-}" "$out/sla_bench.log" "$bld/bin/sla-bench" ${SLA_BENCH_ARGS:-} --csv "$out/sla_bench.csv"
 fi
+if [[ $skip != *,ditbench,* ]] && [ -x "$bld/bin/dit-bench" ]; then
+    run_step "dit-bench (Wan2.1-1.3B 480p step, dense vs SLA)" "$out/dit_bench.log" "$bld/bin/dit-bench" --reps 3
+fi
 if [[ $skip != *,anchors,* ]]; then
     aargs=""
     [[ "${SLA_BENCH_ARGS:-}" == *--quick* ]] && aargs="--quick"
@@ -71,6 +74,9 @@ fi
     echo
     echo "## anchors: torch SDPA, same shapes"
     [ -f "$out/anchors.log" ] && grep -E "^\|" "$out/anchors.log"
+    echo
+    echo "## dit-bench: one training step of Wan2.1-1.3B at 480p (recompute on)"
+    [ -f "$out/dit_bench.log" ] && grep -E "^\|" "$out/dit_bench.log"
 } >>"$summary"
 echo
 cat "$summary"
