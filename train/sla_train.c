@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "dist.h"
 #include "trainer.h"
 
 static void usage(FILE *f) {
@@ -16,7 +17,17 @@ static void usage(FILE *f) {
                "Fine-tunes a Wan2.1-style video DiT with SLA attention on HDF5 latent datasets.\n\n");
 }
 
+static int run(int argc, char **argv, const dist_t *d);
+
 int main(int argc, char **argv) {
+    dist_t d;
+    dist_init(&argc, &argv, &d);
+    int rc = run(argc, argv, &d);
+    dist_finalize();
+    return rc;
+}
+
+static int run(int argc, char **argv, const dist_t *d) {
     run_config_t cfg;
     config_defaults(&cfg);
     char err[2048];
@@ -62,9 +73,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, "sla-train: %s: %s\n", config_path, err);
         return 2;
     }
+    if (d->world > 1) {
+        if (d->rank == 0)
+            fprintf(stderr, "sla-train: started as %d ranks, but multi-rank (data-parallel) training is not "
+                            "implemented yet: run one rank per job (mpirun -np 1)\n", d->world);
+        return 2;
+    }
     static char text[16384];
     config_format(&cfg, text, sizeof text);
     printf("# resolved configuration\n%s", text);
-    trainer_rank_t who = {0, 1};
+    trainer_rank_t who = {d->rank, d->world};
     return trainer_run(&cfg, who);
 }
