@@ -106,6 +106,19 @@ static void check_exact_resume(const param_table_t *t) {
     free(sb.params), free(sb.adam_m), free(sb.adam_v), free(sb.ema);
 }
 
+/* Waits (up to 60 s) until out_dir holds a checkpoint, i.e. the run is past its start-up. */
+static int wait_for_checkpoint(const char *out) {
+    char path[700];
+    for (int i = 0; i < 600; i++) {
+        for (int step = 1; step <= 3; step++) {
+            snprintf(path, sizeof path, "%s/%s/ckpt-%08d.h5", dir, out, step);
+            if (access(path, F_OK) == 0) return 1;
+        }
+        sleep_s(0.1);
+    }
+    return 0;
+}
+
 /* Starts sla-train in the background; returns its pid. */
 static pid_t spawn_train(const char *out, int steps) {
     fflush(stdout);
@@ -132,7 +145,8 @@ static void check_kill_resume(const param_table_t *t) {
     int bad = 0;
     for (int round = 0; round < 6; round++) {
         pid_t pid = spawn_train("killed", 100000);
-        sleep_s(0.1 + 0.4 * rng_uniform(&r));
+        if (round == 0) EXPECT(wait_for_checkpoint("killed"), "no first checkpoint within 60 s");
+        sleep_s(0.05 + 0.3 * rng_uniform(&r));
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
         char out[700], used[1200], err[2048];
@@ -151,7 +165,8 @@ static void check_kill_resume(const param_table_t *t) {
 
 static void check_sigterm(void) {
     pid_t pid = spawn_train("term", 100000);
-    sleep_s(0.3);
+    EXPECT(wait_for_checkpoint("term"), "no first checkpoint within 60 s");
+    sleep_s(0.1);
     kill(pid, SIGTERM);
     int st;
     waitpid(pid, &st, 0);

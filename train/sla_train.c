@@ -20,6 +20,7 @@ static void usage(FILE *f) {
 static int run(int argc, char **argv, const dist_t *d);
 
 int main(int argc, char **argv) {
+    trainer_catch_signals();
     dist_t d;
     dist_init(&argc, &argv, &d);
     int rc = run(argc, argv, &d);

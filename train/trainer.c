@@ -20,6 +20,11 @@
 static volatile sig_atomic_t stop_requested = 0;
 static void on_signal(int sig) { stop_requested = sig; }
 
+void trainer_catch_signals(void) {
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+}
+
 typedef struct trainer {
     const run_config_t *cfg;
     trainer_rank_t who;
@@ -349,8 +354,6 @@ int trainer_run(const run_config_t *cfg, trainer_rank_t who) {
         teardown(&tr);
         return rc;
     }
-    signal(SIGTERM, on_signal);
-    signal(SIGINT, on_signal);
     int64_t first_step = tr.step;
     double t_start = now_s();
     while (tr.step < cfg->steps) {

@@ -23,4 +23,8 @@ typedef struct trainer_rank {
 
 int trainer_run(const run_config_t *cfg, trainer_rank_t who);
 
+/* From now on SIGTERM/SIGINT ask the run to stop after its current (or first) step with a
+ * checkpoint; call it first thing, so that a signal during start-up is not lost. */
+void trainer_catch_signals(void);
+
 #endif
