@@ -4,10 +4,11 @@
  * dit-bench [--model wan2.1-1.3b] [--frames 21 --height 60 --width 104] [--batch 1] [--topk 0.05]
  *           [--reps 3] [--no-recompute]
  * Prints per configuration: median step time over reps (after one warm-up step), peak device
- * memory (total minus the lowest free seen), model FLOP utilisation = (6 x params x tokens +
- * attention flops) / time / 989 TF/s (H100 dense bf16), where attention flops count what the
- * paper counts: dense 4 N^2 D H per layer forward, 2.5x that backward, recomputed forward included
- * when --recompute (the default) re-runs it. Random weights and inputs (never zeros). */
+ * memory (total minus the lowest free seen), and model FLOP utilisation as the issue defines it:
+ * (6 x params x tokens + attention flops) / time / 989 TF/s (H100 dense bf16), with the attention
+ * flops of a dense model (4 N^2 D H per layer forward, 2.5x that backward; self- and
+ * cross-attention) and no credit for recomputation; for SLA the same numerator gives a
+ * dense-equivalent figure. Random weights and inputs (never zeros). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,9 +82,9 @@ static result_t bench(const model_config_t *c, int B, int F, int H, int W, int r
     res.peak_gb = (double)(total - free_min) / 1e9;
     double tokens = (double)B * m.L, D = (double)c->dim / c->heads, Lt = c->text_len;
     double self = 4.0 * m.L * (double)m.L * D * c->heads * B, cross = 4.0 * m.L * Lt * D * c->heads * B;
-    double per_layer = (self + cross) * (1.0 + 2.5 + (recompute ? 1.0 : 0.0));
+    double per_layer = (self + cross) * (1.0 + 2.5);
     res.attn_tflop = per_layer * c->layers / 1e12;
-    double lin_flops = (6.0 + (recompute ? 2.0 : 0.0)) * (double)param_table_numel(&m.table) * tokens;
+    double lin_flops = 6.0 * (double)param_table_numel(&m.table) * tokens;
     res.mfu = (lin_flops + per_layer * c->layers) / (res.step_ms * 1e-3) / 989e12;
     free(times);
     tensor_free(&lat), tensor_free(&g), tensor_free(&pred), tensor_free(&t), tensor_free(&text);
