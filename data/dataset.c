@@ -10,21 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "h5_rows.h"
 
 static const char *const latent_dim_names[5] = {"n", "channels", "frames", "height", "width"};
 static const char *const text_dim_names[3] = {"n", "text_len", "text_dim"};
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* "[16, 3, 8, 8]" for shape[from..ndim-1]. */
 static const char *shape_str(const int64_t *shape, int from, int ndim, char *buf, size_t len) {
@@ -39,19 +29,19 @@ static int check_part(const h5_file_t *f, const char *name, int rank, const char
     if (h5_rows_info(f, name, info, err, errlen)) return -1;
     char buf[160];
     if (info->ndim != rank)
-        return fail(err, errlen, "%s: dataset '%s' has rank %d (shape %s), expected rank %d: %s", f->path, name,
+        return set_error(err, errlen, "%s: dataset '%s' has rank %d (shape %s), expected rank %d: %s", f->path, name,
                     info->ndim, shape_str(info->shape, 0, info->ndim, buf, sizeof buf), rank, layout);
     if (!info->is_float)
-        return fail(err, errlen, "%s: dataset '%s' is %s, expected float16 or float32", f->path, name, info->type_name);
+        return set_error(err, errlen, "%s: dataset '%s' is %s, expected float16 or float32", f->path, name, info->type_name);
     int64_t per_sample = 1;
     for (int i = 0; i < rank; i++) {
         if (info->shape[i] < 1)
-            return fail(err, errlen, "%s: dataset '%s' has %s = 0 (shape %s), expected at least 1", f->path, name,
+            return set_error(err, errlen, "%s: dataset '%s' has %s = 0 (shape %s), expected at least 1", f->path, name,
                         dim_names[i], shape_str(info->shape, 0, rank, buf, sizeof buf));
         if (i > 0) per_sample *= info->shape[i]; /* no overflow: h5_rows_info bounds each row by 2^34 */
     }
     if (per_sample > DATASET_MAX_SAMPLE_ELEMENTS)
-        return fail(err, errlen,
+        return set_error(err, errlen,
                     "%s: dataset '%s' has %lld elements per sample (shape %s), more than the 2^28 "
                     "allowed",
                     f->path, name, (long long)per_sample, shape_str(info->shape, 0, rank, buf, sizeof buf));
@@ -65,7 +55,7 @@ static int check_file(const char *path, dataset_file_t *df, h5_info_t *lat, h5_i
     int rc = check_part(&f, "latents", 5, latent_dim_names, "[n, 16, frames, height, width]", lat, err, errlen);
     if (rc == 0) rc = check_part(&f, "text", 3, text_dim_names, "[n, text_len, text_dim]", txt, err, errlen);
     if (rc == 0 && lat->shape[0] != txt->shape[0])
-        rc = fail(err, errlen, "%s: dataset 'latents' holds %lld samples but 'text' holds %lld; they must match", path,
+        rc = set_error(err, errlen, "%s: dataset 'latents' holds %lld samples but 'text' holds %lld; they must match", path,
                   (long long)lat->shape[0], (long long)txt->shape[0]);
     h5_close(&f, NULL, 0);
     if (rc) return rc;
@@ -82,20 +72,20 @@ static int check_same(const char *path, const char *first_path, const char *name
     for (int i = 1; same && i < a->ndim; i++) same = a->shape[i] == first->shape[i];
     if (same) return 0;
     char sa[160], sb[160];
-    return fail(err, errlen, "%s: dataset '%s' has per-sample shape %s, but %s has %s; every file must match", path,
+    return set_error(err, errlen, "%s: dataset '%s' has per-sample shape %s, but %s has %s; every file must match", path,
                 name, shape_str(a->shape, 1, a->ndim, sa, sizeof sa), first_path,
                 shape_str(first->shape, 1, first->ndim, sb, sizeof sb));
 }
 
 /* Splits list at commas into trimmed, non-empty names (allocated in ds->files[i].path). */
 static int split_list(const char *list, dataset_t *ds, char *err, size_t errlen) {
-    if (!list) return fail(err, errlen, "no dataset given (expected a file name or a comma-separated list)");
+    if (!list) return set_error(err, errlen, "no dataset given (expected a file name or a comma-separated list)");
     int count = 1;
     for (const char *p = list; *p; p++) count += *p == ',';
     if (count > DATASET_MAX_FILES)
-        return fail(err, errlen, "dataset list names %d files, more than the %d allowed", count, DATASET_MAX_FILES);
+        return set_error(err, errlen, "dataset list names %d files, more than the %d allowed", count, DATASET_MAX_FILES);
     ds->files = calloc((size_t)count, sizeof *ds->files);
-    if (!ds->files) return fail(err, errlen, "out of memory for a list of %d dataset files", count);
+    if (!ds->files) return set_error(err, errlen, "out of memory for a list of %d dataset files", count);
     ds->nfiles = count;
     const char *start = list;
     for (int i = 0; i < count; i++) {
@@ -105,11 +95,11 @@ static int split_list(const char *list, dataset_t *ds, char *err, size_t errlen)
         while (a < b && isspace((unsigned char)*a)) a++;
         while (b > a && isspace((unsigned char)b[-1])) b--;
         if (a == b) {
-            if (count == 1) return fail(err, errlen, "dataset list is empty (expected a file name)");
-            return fail(err, errlen, "dataset list '%s' has an empty name at position %d", list, i + 1);
+            if (count == 1) return set_error(err, errlen, "dataset list is empty (expected a file name)");
+            return set_error(err, errlen, "dataset list '%s' has an empty name at position %d", list, i + 1);
         }
         ds->files[i].path = malloc((size_t)(b - a) + 1);
-        if (!ds->files[i].path) return fail(err, errlen, "out of memory reading the dataset list");
+        if (!ds->files[i].path) return set_error(err, errlen, "out of memory reading the dataset list");
         memcpy(ds->files[i].path, a, (size_t)(b - a));
         ds->files[i].path[b - a] = '\0';
         start = *end ? end + 1 : end;
@@ -143,7 +133,7 @@ int dataset_open(const char *list, dataset_t *ds, char *err, size_t errlen) {
         if (rc == 0) rc = check_same(df->path, ds->files[0].path, "latents", &lat, &lat0, err, errlen);
         if (rc == 0) rc = check_same(df->path, ds->files[0].path, "text", &txt, &txt0, err, errlen);
         if (rc == 0 && df->n > INT64_MAX / 2 - ds->n)
-            rc = fail(err, errlen, "%s: the files hold more samples together than can be counted", df->path);
+            rc = set_error(err, errlen, "%s: the files hold more samples together than can be counted", df->path);
         if (rc == 0) df->first = ds->n, ds->n += df->n;
     }
     if (rc) {
@@ -170,7 +160,7 @@ static int check_finite(const dataset_t *ds, int file, int64_t index, const char
                         char *err, size_t errlen) {
     for (int64_t i = 0; i < n; i++)
         if (!isfinite(x[i]))
-            return fail(err, errlen, "%s: sample %lld of dataset '%s' (global sample %lld) holds %s at element %lld",
+            return set_error(err, errlen, "%s: sample %lld of dataset '%s' (global sample %lld) holds %s at element %lld",
                         ds->files[file].path, (long long)(index - ds->files[file].first), name, (long long)index,
                         isnan(x[i]) ? "NaN" : "Inf", (long long)i);
     return 0;
@@ -179,7 +169,7 @@ static int check_finite(const dataset_t *ds, int file, int64_t index, const char
 int dataset_read(dataset_t *ds, int64_t index, float *latents, float *text, char *err, size_t errlen) {
     int file = dataset_file_of(ds, index);
     if (file < 0)
-        return fail(err, errlen, "dataset sample %lld does not exist (the dataset holds %lld samples)",
+        return set_error(err, errlen, "dataset sample %lld does not exist (the dataset holds %lld samples)",
                     (long long)index, (long long)ds->n);
     if (ds->open_index != file) {
         if (ds->open_index >= 0) h5_close(&ds->open_file, NULL, 0);

@@ -9,8 +9,6 @@
 
 /* Switches HDF5's error-stack printing off (once). */
 void h5i_quiet(void);
-/* Writes the sentence into err and returns -1. */
-int h5i_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Fills info's type fields (is_float, is_int, type_name) from an HDF5 type. */
 void h5i_describe_type(hid_t type, h5_info_t *info);
 /* Opens dataset name (new handle in *ds) or fails naming the file and dataset. */

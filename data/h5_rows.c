@@ -3,6 +3,7 @@
  * returns. HDF5's error-stack printing is off: h5_tensor's functions switch it off on first use,
  * and every entry point here calls h5_exists (which does) before any other HDF5 call. */
 #include "h5_rows.h"
+#include "check.h"
 #include "h5_internal.h"
 
 #include <hdf5.h>
@@ -14,25 +15,25 @@
 static int row_space(const h5_file_t *f, const char *name, hid_t ds, int *ndim, hsize_t *dims, char *err,
                      size_t errlen) {
     hid_t sp = H5Dget_space(ds);
-    if (sp < 0) return h5i_fail(err, errlen, "%s: dataset '%s' has an unreadable dataspace", f->path, name);
+    if (sp < 0) return set_error(err, errlen, "%s: dataset '%s' has an unreadable dataspace", f->path, name);
     int rc = 0;
     int nd = H5Sget_simple_extent_ndims(sp);
     if (H5Sget_simple_extent_type(sp) != H5S_SIMPLE || nd < 1)
-        rc = h5i_fail(err, errlen, "%s: dataset '%s' is a scalar or empty, expected an array of samples", f->path, name);
+        rc = set_error(err, errlen, "%s: dataset '%s' is a scalar or empty, expected an array of samples", f->path, name);
     else if (nd > TENSOR_MAX_DIMS)
-        rc = h5i_fail(err, errlen, "%s: dataset '%s' has rank %d, more than the %d supported", f->path, name, nd,
+        rc = set_error(err, errlen, "%s: dataset '%s' has rank %d, more than the %d supported", f->path, name, nd,
                   TENSOR_MAX_DIMS);
     else if (H5Sget_simple_extent_dims(sp, dims, NULL) < 0)
-        rc = h5i_fail(err, errlen, "%s: dataset '%s' has unreadable extents", f->path, name);
+        rc = set_error(err, errlen, "%s: dataset '%s' has unreadable extents", f->path, name);
     H5Sclose(sp);
     if (rc) return rc;
     if (dims[0] > (hsize_t)H5_MAX_ROWS)
-        return h5i_fail(err, errlen, "%s: dataset '%s' claims %llu samples, more than 2^40", f->path, name,
+        return set_error(err, errlen, "%s: dataset '%s' claims %llu samples, more than 2^40", f->path, name,
                     (unsigned long long)dims[0]);
     uint64_t count = 1;
     for (int i = 1; i < nd; i++) {
         if (dims[i] > (hsize_t)H5_MAX_ELEMENTS || (dims[i] && count > (uint64_t)H5_MAX_ELEMENTS / dims[i]))
-            return h5i_fail(err, errlen,
+            return set_error(err, errlen,
                         "%s: dataset '%s' claims more than 2^34 elements per sample (extent %llu in dim %d)", f->path,
                         name, (unsigned long long)dims[i], i);
         count *= dims[i];
@@ -47,7 +48,7 @@ int h5_rows_info(const h5_file_t *f, const char *name, h5_info_t *info, char *er
     if (h5i_open_dataset(f, name, &ds, err, errlen)) return -1;
     int rc = 0;
     hid_t type = H5Dget_type(ds);
-    if (type < 0) rc = h5i_fail(err, errlen, "%s: dataset '%s' has an unreadable type", f->path, name);
+    if (type < 0) rc = set_error(err, errlen, "%s: dataset '%s' has an unreadable type", f->path, name);
     else h5i_describe_type(type, info);
     if (type >= 0) H5Tclose(type);
     hsize_t dims[H5S_MAX_RANK];
@@ -71,10 +72,10 @@ static int select_row(const h5_file_t *f, const char *name, int64_t row, int64_t
     for (int i = 1; i < nd; i++) row_elems *= (int64_t)dims[i];
     int rc = 0;
     if (row < 0 || (uint64_t)row >= dims[0])
-        rc = h5i_fail(err, errlen, "%s: dataset '%s' has %llu samples, sample %lld does not exist", f->path, name,
+        rc = set_error(err, errlen, "%s: dataset '%s' has %llu samples, sample %lld does not exist", f->path, name,
                   (unsigned long long)dims[0], (long long)row);
     else if (row_elems != count)
-        rc = h5i_fail(err, errlen, "%s: dataset '%s' has %lld elements per sample, expected %lld", f->path, name,
+        rc = set_error(err, errlen, "%s: dataset '%s' has %lld elements per sample, expected %lld", f->path, name,
                   (long long)row_elems, (long long)count);
     if (rc) {
         H5Dclose(*ds);
@@ -88,7 +89,7 @@ static int select_row(const h5_file_t *f, const char *name, int64_t row, int64_t
     if (*fsp < 0 || H5Sselect_hyperslab(*fsp, H5S_SELECT_SET, start, NULL, cnt, NULL) < 0) {
         if (*fsp >= 0) H5Sclose(*fsp);
         H5Dclose(*ds);
-        return h5i_fail(err, errlen, "%s: dataset '%s': cannot select sample %lld", f->path, name, (long long)row);
+        return set_error(err, errlen, "%s: dataset '%s': cannot select sample %lld", f->path, name, (long long)row);
     }
     return 0;
 }
@@ -98,7 +99,7 @@ int h5_read_row_f32(const h5_file_t *f, const char *name, int64_t row, float *ds
     h5_info_t info;
     if (h5_rows_info(f, name, &info, err, errlen)) return -1;
     if (!info.is_float)
-        return h5i_fail(err, errlen, "%s: dataset '%s' is %s, expected float16 or float32", f->path, name, info.type_name);
+        return set_error(err, errlen, "%s: dataset '%s' is %s, expected float16 or float32", f->path, name, info.type_name);
     hid_t ds, fsp;
     if (select_row(f, name, row, count, &ds, &fsp, err, errlen)) return -1;
     int rc = 0;
@@ -106,7 +107,7 @@ int h5_read_row_f32(const h5_file_t *f, const char *name, int64_t row, float *ds
         hsize_t m = (hsize_t)count;
         hid_t msp = H5Screate_simple(1, &m, NULL);
         if (H5Dread(ds, H5T_NATIVE_FLOAT, msp, fsp, H5P_DEFAULT, dst) < 0)
-            rc = h5i_fail(err, errlen,
+            rc = set_error(err, errlen,
                       "%s: sample %lld of dataset '%s' could not be read (damaged file or checksum "
                       "mismatch)",
                       f->path, (long long)row, name);
@@ -136,17 +137,17 @@ static void row_chunk(int ndim, const int64_t *shape, size_t elem_bytes, hsize_t
 
 int h5_create_rows(h5_file_t *f, const char *name, dtype_t dtype, int ndim, const int64_t *shape, char *err,
                    size_t errlen) {
-    if (f->id < 0 || !f->writable) return h5i_fail(err, errlen, "%s: not open for writing", f->path ? f->path : "?");
-    if (h5_exists(f, name)) return h5i_fail(err, errlen, "%s: dataset '%s' already exists", f->path, name);
+    if (f->id < 0 || !f->writable) return set_error(err, errlen, "%s: not open for writing", f->path ? f->path : "?");
+    if (h5_exists(f, name)) return set_error(err, errlen, "%s: dataset '%s' already exists", f->path, name);
     if (dtype != DTYPE_F32 && dtype != DTYPE_F16)
-        return h5i_fail(err, errlen, "%s: dataset '%s': rows are stored as float32 or float16, not %s", f->path, name,
+        return set_error(err, errlen, "%s: dataset '%s': rows are stored as float32 or float16, not %s", f->path, name,
                     dtype_name(dtype));
     if (ndim < 1 || ndim > TENSOR_MAX_DIMS)
-        return h5i_fail(err, errlen, "%s: dataset '%s': rank %d is outside 1..%d", f->path, name, ndim, TENSOR_MAX_DIMS);
+        return set_error(err, errlen, "%s: dataset '%s': rank %d is outside 1..%d", f->path, name, ndim, TENSOR_MAX_DIMS);
     hsize_t dims[TENSOR_MAX_DIMS], chunk[TENSOR_MAX_DIMS];
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 1)
-            return h5i_fail(err, errlen, "%s: dataset '%s': extent %lld in dim %d, expected at least 1", f->path, name,
+            return set_error(err, errlen, "%s: dataset '%s': extent %lld in dim %d, expected at least 1", f->path, name,
                         (long long)shape[i], i);
         dims[i] = (hsize_t)shape[i];
     }
@@ -157,7 +158,7 @@ int h5_create_rows(h5_file_t *f, const char *name, dtype_t dtype, int ndim, cons
     H5Pset_chunk(dcpl, ndim, chunk);
     H5Pset_fletcher32(dcpl);
     hid_t ds = H5Dcreate2((hid_t)f->id, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    int rc = ds < 0 ? h5i_fail(err, errlen, "%s: cannot create dataset '%s'", f->path, name) : 0;
+    int rc = ds < 0 ? set_error(err, errlen, "%s: cannot create dataset '%s'", f->path, name) : 0;
     if (ds >= 0) H5Dclose(ds);
     H5Pclose(dcpl);
     H5Sclose(sp);
@@ -182,7 +183,7 @@ static hid_t write_mem_type(hid_t ds, int *half) {
 
 int h5_write_row_f32(h5_file_t *f, const char *name, int64_t row, const float *src, int64_t count, char *err,
                      size_t errlen) {
-    if (f->id < 0 || !f->writable) return h5i_fail(err, errlen, "%s: not open for writing", f->path ? f->path : "?");
+    if (f->id < 0 || !f->writable) return set_error(err, errlen, "%s: not open for writing", f->path ? f->path : "?");
     hid_t ds, fsp;
     if (select_row(f, name, row, count, &ds, &fsp, err, errlen)) return -1;
     int rc = 0, half;
@@ -190,14 +191,14 @@ int h5_write_row_f32(h5_file_t *f, const char *name, int64_t row, const float *s
     uint16_t *conv = NULL;
     if (half && count > 0) {
         conv = malloc((size_t)count * sizeof *conv);
-        if (!conv) rc = h5i_fail(err, errlen, "%s: out of memory writing dataset '%s'", f->path, name);
+        if (!conv) rc = set_error(err, errlen, "%s: out of memory writing dataset '%s'", f->path, name);
         for (int64_t i = 0; conv && i < count; i++) conv[i] = half == 5 ? f32_to_f16(src[i]) : f32_to_bf16(src[i]);
     }
     if (rc == 0 && count > 0) {
         hsize_t m = (hsize_t)count;
         hid_t msp = H5Screate_simple(1, &m, NULL);
         if (H5Dwrite(ds, mt, msp, fsp, H5P_DEFAULT, half ? (const void *)conv : (const void *)src) < 0)
-            rc = h5i_fail(err, errlen, "%s: writing sample %lld of dataset '%s' failed (disk full?)", f->path,
+            rc = set_error(err, errlen, "%s: writing sample %lld of dataset '%s' failed (disk full?)", f->path,
                       (long long)row, name);
         H5Sclose(msp);
     }

@@ -2,6 +2,7 @@
  * Contract in h5_tensor.h. Every HDF5 handle opened in a function is closed before it returns,
  * so a file closes completely (files are also opened with H5F_CLOSE_STRONG). */
 #include "h5_tensor.h"
+#include "check.h"
 #include "h5_internal.h"
 
 #include <errno.h>
@@ -23,16 +24,6 @@ void h5i_quiet(void) {
     H5open();
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages, not HDF5's stack dumps */
     done = 1;
-}
-
-int h5i_fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
 }
 
 static char *dup_string(const char *s) {
@@ -65,12 +56,12 @@ static hid_t strong_fapl(void) {
 int h5_open_read(const char *path, h5_file_t *f, char *err, size_t errlen) {
     h5i_quiet();
     file_reset(f);
-    if (access(path, R_OK) != 0) return h5i_fail(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
-    if (H5Fis_hdf5(path) <= 0) return h5i_fail(err, errlen, "%s: not an HDF5 file", path);
+    if (access(path, R_OK) != 0) return set_error(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
+    if (H5Fis_hdf5(path) <= 0) return set_error(err, errlen, "%s: not an HDF5 file", path);
     hid_t fapl = strong_fapl();
     hid_t id = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
-    if (id < 0) return h5i_fail(err, errlen, "%s: cannot open as HDF5 (damaged or unreadable)", path);
+    if (id < 0) return set_error(err, errlen, "%s: cannot open as HDF5 (damaged or unreadable)", path);
     f->id = id;
     f->path = dup_string(path);
     return 0;
@@ -79,7 +70,7 @@ int h5_open_read(const char *path, h5_file_t *f, char *err, size_t errlen) {
 static int create_at(const char *path, h5_file_t *f, char *err, size_t errlen) {
     /* Probe with open(2) first: HDF5 does not say why a create failed, errno does. */
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return h5i_fail(err, errlen, "%s: cannot create (%s)", path, strerror(errno));
+    if (fd < 0) return set_error(err, errlen, "%s: cannot create (%s)", path, strerror(errno));
     close(fd);
     hid_t fapl = strong_fapl();
     /* The 1.8+ object formats checksum metadata too, so a damaged header fails to read instead of
@@ -89,7 +80,7 @@ static int create_at(const char *path, h5_file_t *f, char *err, size_t errlen) {
     H5Pclose(fapl);
     if (id < 0) {
         unlink(path);
-        return h5i_fail(err, errlen, "%s: cannot create an HDF5 file there", path);
+        return set_error(err, errlen, "%s: cannot create an HDF5 file there", path);
     }
     f->id = id;
     f->path = dup_string(path);
@@ -108,7 +99,7 @@ int h5_create_temp(const char *path, h5_file_t *f, char *err, size_t errlen) {
     file_reset(f);
     size_t n = strlen(path) + 5;
     char *tmp = malloc(n);
-    if (!tmp) return h5i_fail(err, errlen, "%s: out of memory", path);
+    if (!tmp) return set_error(err, errlen, "%s: out of memory", path);
     snprintf(tmp, n, "%s.tmp", path);
     int rc = create_at(tmp, f, err, errlen);
     free(tmp);
@@ -144,12 +135,12 @@ static void fsync_parent(const char *path) {
 int h5_commit(h5_file_t *f, char *err, size_t errlen) {
     if (!f->final_path) return h5_close(f, err, errlen);
     int rc = 0;
-    if (f->id >= 0 && H5Fclose((hid_t)f->id) < 0) rc = h5i_fail(err, errlen, "%s: closing failed (disk full?)", f->path);
+    if (f->id >= 0 && H5Fclose((hid_t)f->id) < 0) rc = set_error(err, errlen, "%s: closing failed (disk full?)", f->path);
     f->id = -1;
     if (rc == 0 && fsync_path(f->path, O_RDONLY) != 0)
-        rc = h5i_fail(err, errlen, "%s: fsync failed (%s)", f->path, strerror(errno));
+        rc = set_error(err, errlen, "%s: fsync failed (%s)", f->path, strerror(errno));
     if (rc == 0 && rename(f->path, f->final_path) != 0)
-        rc = h5i_fail(err, errlen, "%s: cannot rename to %s (%s)", f->path, f->final_path, strerror(errno));
+        rc = set_error(err, errlen, "%s: cannot rename to %s (%s)", f->path, f->final_path, strerror(errno));
     if (rc == 0) fsync_parent(f->final_path);
     else unlink(f->path);
     file_release(f);
@@ -164,7 +155,7 @@ void h5_abort(h5_file_t *f) {
 
 int h5_close(h5_file_t *f, char *err, size_t errlen) {
     int rc = 0;
-    if (f->id >= 0 && H5Fclose((hid_t)f->id) < 0) rc = h5i_fail(err, errlen, "%s: closing failed", f->path);
+    if (f->id >= 0 && H5Fclose((hid_t)f->id) < 0) rc = set_error(err, errlen, "%s: closing failed", f->path);
     file_release(f);
     return rc;
 }
@@ -179,11 +170,11 @@ int h5_list_datasets(const h5_file_t *f, const char *group, char ***names, int *
     h5i_quiet();
     *names = NULL, *count = 0;
     hid_t gid = H5Gopen2((hid_t)f->id, group, H5P_DEFAULT);
-    if (gid < 0) return h5i_fail(err, errlen, "%s: no group '%s'", f->path, group);
+    if (gid < 0) return set_error(err, errlen, "%s: no group '%s'", f->path, group);
     H5G_info_t ginfo;
     if (H5Gget_info(gid, &ginfo) < 0 || ginfo.nlinks > (hsize_t)H5_MAX_ELEMENTS) {
         H5Gclose(gid);
-        return h5i_fail(err, errlen, "%s: cannot list group '%s'", f->path, group);
+        return set_error(err, errlen, "%s: cannot list group '%s'", f->path, group);
     }
     char **list = calloc(ginfo.nlinks ? ginfo.nlinks : 1, sizeof(char *));
     int n = 0, rc = 0;
@@ -191,17 +182,17 @@ int h5_list_datasets(const h5_file_t *f, const char *group, char ***names, int *
         char name[512];
         ssize_t len = H5Lget_name_by_idx(gid, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
         if (len < 0 || len >= (ssize_t)sizeof name) {
-            rc = h5i_fail(err, errlen, "%s: unreadable or over-long link name in group '%s'", f->path, group);
+            rc = set_error(err, errlen, "%s: unreadable or over-long link name in group '%s'", f->path, group);
             break;
         }
         hid_t oid = H5Oopen(gid, name, H5P_DEFAULT);
         if (oid < 0) continue; /* dangling link: not a dataset */
         int is_dataset = H5Iget_type(oid) == H5I_DATASET;
         H5Oclose(oid);
-        if (is_dataset && !(list[n++] = strdup(name))) rc = h5i_fail(err, errlen, "out of memory listing '%s'", group);
+        if (is_dataset && !(list[n++] = strdup(name))) rc = set_error(err, errlen, "out of memory listing '%s'", group);
     }
     H5Gclose(gid);
-    if (!list) return h5i_fail(err, errlen, "out of memory listing '%s'", group);
+    if (!list) return set_error(err, errlen, "out of memory listing '%s'", group);
     if (rc) {
         h5_names_free(list, n);
         return -1;
@@ -241,32 +232,32 @@ void h5i_describe_type(hid_t type, h5_info_t *info) {
 
 int h5i_open_dataset(const h5_file_t *f, const char *name, hid_t *ds, char *err, size_t errlen) {
     h5i_quiet();
-    if (!h5_exists(f, name)) return h5i_fail(err, errlen, "%s: dataset '%s' is missing", f->path, name);
+    if (!h5_exists(f, name)) return set_error(err, errlen, "%s: dataset '%s' is missing", f->path, name);
     *ds = H5Dopen2((hid_t)f->id, name, H5P_DEFAULT);
-    if (*ds < 0) return h5i_fail(err, errlen, "%s: '%s' is not a dataset", f->path, name);
+    if (*ds < 0) return set_error(err, errlen, "%s: '%s' is not a dataset", f->path, name);
     return 0;
 }
 
 /* Rank and extents, refused before anything is allocated when they are out of range. */
 static int describe_space(const h5_file_t *f, const char *name, hid_t ds, h5_info_t *info, char *err, size_t errlen) {
     hid_t sp = H5Dget_space(ds);
-    if (sp < 0) return h5i_fail(err, errlen, "%s: dataset '%s' has an unreadable dataspace", f->path, name);
+    if (sp < 0) return set_error(err, errlen, "%s: dataset '%s' has an unreadable dataspace", f->path, name);
     int rc = 0;
     int nd = H5Sget_simple_extent_ndims(sp);
     hsize_t dims[H5S_MAX_RANK];
     if (H5Sget_simple_extent_type(sp) == H5S_NULL || nd < 0)
-        rc = h5i_fail(err, errlen, "%s: dataset '%s' holds no data (null dataspace)", f->path, name);
+        rc = set_error(err, errlen, "%s: dataset '%s' holds no data (null dataspace)", f->path, name);
     else if (nd > TENSOR_MAX_DIMS)
-        rc = h5i_fail(err, errlen, "%s: dataset '%s' has rank %d, more than the %d supported", f->path, name, nd,
+        rc = set_error(err, errlen, "%s: dataset '%s' has rank %d, more than the %d supported", f->path, name, nd,
                   TENSOR_MAX_DIMS);
     else if (H5Sget_simple_extent_dims(sp, dims, NULL) < 0)
-        rc = h5i_fail(err, errlen, "%s: dataset '%s' has unreadable extents", f->path, name);
+        rc = set_error(err, errlen, "%s: dataset '%s' has unreadable extents", f->path, name);
     H5Sclose(sp);
     if (rc) return rc;
     uint64_t count = 1;
     for (int i = 0; i < nd; i++) {
         if (dims[i] > (hsize_t)H5_MAX_ELEMENTS || (dims[i] && count > (uint64_t)H5_MAX_ELEMENTS / dims[i]))
-            return h5i_fail(err, errlen, "%s: dataset '%s' claims more than 2^34 elements (extent %llu in dim %d)",
+            return set_error(err, errlen, "%s: dataset '%s' claims more than 2^34 elements (extent %llu in dim %d)",
                         f->path, name, (unsigned long long)dims[i], i);
         count *= dims[i];
         info->shape[i] = (int64_t)dims[i];
@@ -281,7 +272,7 @@ int h5_dataset_info(const h5_file_t *f, const char *name, h5_info_t *info, char 
     if (h5i_open_dataset(f, name, &ds, err, errlen)) return -1;
     hid_t type = H5Dget_type(ds);
     int rc = 0;
-    if (type < 0) rc = h5i_fail(err, errlen, "%s: dataset '%s' has an unreadable type", f->path, name);
+    if (type < 0) rc = set_error(err, errlen, "%s: dataset '%s' has an unreadable type", f->path, name);
     else h5i_describe_type(type, info);
     if (type >= 0) H5Tclose(type);
     if (rc == 0) rc = describe_space(f, name, ds, info, err, errlen);
@@ -299,12 +290,12 @@ static int read_ints(const h5_file_t *f, const char *name, hid_t ds, const h5_in
     }
     /* Any other width: through int64 (HDF5 clamps values that overflow it), then range-checked. */
     int64_t *wide = malloc((size_t)(n ? n : 1) * sizeof *wide);
-    if (!wide) return h5i_fail(err, errlen, "%s: out of memory reading dataset '%s'", f->path, name);
+    if (!wide) return set_error(err, errlen, "%s: out of memory reading dataset '%s'", f->path, name);
     int rc = 0;
     if (H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, wide) < 0) rc = -2;
     for (int64_t i = 0; rc == 0 && i < n; i++) {
         if (wide[i] < INT32_MIN || wide[i] > INT32_MAX)
-            rc = h5i_fail(err, errlen, "%s: dataset '%s' (%s) holds %lld at element %lld, outside the int32 range",
+            rc = set_error(err, errlen, "%s: dataset '%s' (%s) holds %lld at element %lld, outside the int32 range",
                       f->path, name, info->type_name, (long long)wide[i], (long long)i);
         else dst[i] = (int32_t)wide[i];
     }
@@ -316,20 +307,20 @@ int h5_read_tensor(const h5_file_t *f, const char *name, dtype_t want, tensor_t 
                    size_t errlen) {
     memset(out, 0, sizeof *out);
     if (want != DTYPE_F32 && want != DTYPE_I32)
-        return h5i_fail(err, errlen, "%s: dataset '%s' requested as %s; only float32 and int32 reads exist", f->path,
+        return set_error(err, errlen, "%s: dataset '%s' requested as %s; only float32 and int32 reads exist", f->path,
                     name, dtype_name(want));
     h5_info_t info;
     if (h5_dataset_info(f, name, &info, err, errlen)) return -1;
     if (info_out) *info_out = info;
     if (want == DTYPE_F32 && !info.is_float)
-        return h5i_fail(err, errlen, "%s: dataset '%s' is %s, expected float32", f->path, name, info.type_name);
+        return set_error(err, errlen, "%s: dataset '%s' is %s, expected float32", f->path, name, info.type_name);
     if (want == DTYPE_I32 && !info.is_int)
-        return h5i_fail(err, errlen, "%s: dataset '%s' is %s, expected int32", f->path, name, info.type_name);
+        return set_error(err, errlen, "%s: dataset '%s' is %s, expected int32", f->path, name, info.type_name);
 
     tensor_t t = tensor_make(want, DEVICE_CPU, info.ndim, info.shape);
     size_t bytes = tensor_bytes(&t);
     t.data = malloc(bytes ? bytes : 1);
-    if (!t.data) return h5i_fail(err, errlen, "%s: out of memory reading dataset '%s' (%zu bytes)", f->path, name, bytes);
+    if (!t.data) return set_error(err, errlen, "%s: out of memory reading dataset '%s' (%zu bytes)", f->path, name, bytes);
     hid_t ds;
     if (h5i_open_dataset(f, name, &ds, err, errlen)) {
         free(t.data);
@@ -339,7 +330,7 @@ int h5_read_tensor(const h5_file_t *f, const char *name, dtype_t want, tensor_t 
     if (want == DTYPE_F32) rc = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data) < 0 ? -2 : 0;
     else rc = read_ints(f, name, ds, &info, t.data, tensor_numel(&t), err, errlen);
     H5Dclose(ds);
-    if (rc == -2) rc = h5i_fail(err, errlen, "%s: dataset '%s' could not be read (damaged file or checksum mismatch)",
+    if (rc == -2) rc = set_error(err, errlen, "%s: dataset '%s' could not be read (damaged file or checksum mismatch)",
                             f->path, name);
     if (rc) {
         free(t.data);
@@ -400,12 +391,12 @@ static hid_t make_dcpl(const tensor_t *t, int chunked) {
 }
 
 static int write_checked(h5_file_t *f, const char *name, const tensor_t *t, char *err, size_t errlen) {
-    if (f->id < 0 || !f->writable) return h5i_fail(err, errlen, "%s: not open for writing", f->path ? f->path : "?");
+    if (f->id < 0 || !f->writable) return set_error(err, errlen, "%s: not open for writing", f->path ? f->path : "?");
     if (t->device != DEVICE_CPU)
-        return h5i_fail(err, errlen, "%s: dataset '%s': only CPU tensors can be written", f->path, name);
+        return set_error(err, errlen, "%s: dataset '%s': only CPU tensors can be written", f->path, name);
     if (!t->data && tensor_numel(t) > 0)
-        return h5i_fail(err, errlen, "%s: dataset '%s': tensor has no data", f->path, name);
-    if (h5_exists(f, name)) return h5i_fail(err, errlen, "%s: dataset '%s' already exists", f->path, name);
+        return set_error(err, errlen, "%s: dataset '%s': tensor has no data", f->path, name);
+    if (h5_exists(f, name)) return set_error(err, errlen, "%s: dataset '%s' already exists", f->path, name);
     return 0;
 }
 
@@ -414,7 +405,7 @@ int h5_write_tensor(h5_file_t *f, const char *name, const tensor_t *t, int chunk
     if (write_checked(f, name, t, err, errlen)) return -1;
     hid_t ftype, mtype;
     if (types_for(t->dtype, &ftype, &mtype))
-        return h5i_fail(err, errlen, "%s: dataset '%s': dtype %s cannot be written", f->path, name, dtype_name(t->dtype));
+        return set_error(err, errlen, "%s: dataset '%s': dtype %s cannot be written", f->path, name, dtype_name(t->dtype));
     hsize_t dims[TENSOR_MAX_DIMS];
     for (int i = 0; i < t->ndim; i++) dims[i] = (hsize_t)t->shape[i];
     hid_t sp = t->ndim ? H5Screate_simple(t->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
@@ -424,9 +415,9 @@ int h5_write_tensor(h5_file_t *f, const char *name, const tensor_t *t, int chunk
     hid_t ds = H5Dcreate2((hid_t)f->id, name, ftype, sp, lcpl, dcpl, H5P_DEFAULT);
     H5Pclose(lcpl);
     int rc = 0;
-    if (ds < 0) rc = h5i_fail(err, errlen, "%s: cannot create dataset '%s'", f->path, name);
+    if (ds < 0) rc = set_error(err, errlen, "%s: cannot create dataset '%s'", f->path, name);
     else if (tensor_numel(t) > 0 && H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0)
-        rc = h5i_fail(err, errlen, "%s: writing dataset '%s' failed (disk full?)", f->path, name);
+        rc = set_error(err, errlen, "%s: writing dataset '%s' failed (disk full?)", f->path, name);
     if (ds >= 0) H5Dclose(ds);
     H5Pclose(dcpl);
     H5Sclose(sp);
@@ -440,15 +431,15 @@ int h5_write_tensor(h5_file_t *f, const char *name, const tensor_t *t, int chunk
 static int write_attr(h5_file_t *f, const char *obj, const char *name, hid_t ftype, hid_t mtype, const void *buf,
                       char *err, size_t errlen) {
     h5i_quiet();
-    if (f->id < 0 || !f->writable) return h5i_fail(err, errlen, "%s: not open for writing", f->path ? f->path : "?");
+    if (f->id < 0 || !f->writable) return set_error(err, errlen, "%s: not open for writing", f->path ? f->path : "?");
     hid_t oid = H5Oopen((hid_t)f->id, obj, H5P_DEFAULT);
-    if (oid < 0) return h5i_fail(err, errlen, "%s: no object '%s' to hold attribute '%s'", f->path, obj, name);
+    if (oid < 0) return set_error(err, errlen, "%s: no object '%s' to hold attribute '%s'", f->path, obj, name);
     if (H5Aexists(oid, name) > 0) H5Adelete(oid, name);
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(oid, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
     int rc = 0;
     if (a < 0 || H5Awrite(a, mtype, buf) < 0)
-        rc = h5i_fail(err, errlen, "%s: cannot write attribute '%s' of '%s'", f->path, name, obj);
+        rc = set_error(err, errlen, "%s: cannot write attribute '%s' of '%s'", f->path, name, obj);
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
     H5Oclose(oid);
@@ -479,10 +470,10 @@ static int open_attr(const h5_file_t *f, const char *obj, const char *name, hid_
                      char *err, size_t errlen) {
     h5i_quiet();
     *oid = H5Oopen((hid_t)f->id, obj, H5P_DEFAULT);
-    if (*oid < 0) return h5i_fail(err, errlen, "%s: no object '%s' (looking for attribute '%s')", f->path, obj, name);
+    if (*oid < 0) return set_error(err, errlen, "%s: no object '%s' (looking for attribute '%s')", f->path, obj, name);
     if (H5Aexists(*oid, name) <= 0 || (*a = H5Aopen(*oid, name, H5P_DEFAULT)) < 0) {
         H5Oclose(*oid);
-        return h5i_fail(err, errlen, "%s: attribute '%s' of '%s' is missing", f->path, name, obj);
+        return set_error(err, errlen, "%s: attribute '%s' of '%s' is missing", f->path, name, obj);
     }
     hid_t sp = H5Aget_space(*a);
     hssize_t npts = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
@@ -492,7 +483,7 @@ static int open_attr(const h5_file_t *f, const char *obj, const char *name, hid_
         if (*type >= 0) H5Tclose(*type);
         H5Aclose(*a);
         H5Oclose(*oid);
-        return h5i_fail(err, errlen, "%s: attribute '%s' of '%s' is not a single value", f->path, name, obj);
+        return set_error(err, errlen, "%s: attribute '%s' of '%s' is not a single value", f->path, name, obj);
     }
     return 0;
 }
@@ -533,11 +524,11 @@ int h5_read_attr_string(const h5_file_t *f, const char *obj, const char *name, c
     int rc = 0;
     char *s = NULL;
     if (H5Tget_class(type) != H5T_STRING)
-        rc = h5i_fail(err, errlen, "%s: attribute '%s' of '%s' is not a string", f->path, name, obj);
+        rc = set_error(err, errlen, "%s: attribute '%s' of '%s' is not a string", f->path, name, obj);
     else if (read_string_value(a, type, &s))
-        rc = h5i_fail(err, errlen, "%s: attribute '%s' of '%s' could not be read", f->path, name, obj);
+        rc = set_error(err, errlen, "%s: attribute '%s' of '%s' could not be read", f->path, name, obj);
     else if (strlen(s) >= len)
-        rc = h5i_fail(err, errlen, "%s: attribute '%s' of '%s' is longer than %zu bytes", f->path, name, obj, len - 1);
+        rc = set_error(err, errlen, "%s: attribute '%s' of '%s' is longer than %zu bytes", f->path, name, obj, len - 1);
     else memcpy(buf, s, strlen(s) + 1);
     free(s);
     close_attr(oid, a, type);
@@ -551,9 +542,9 @@ int h5_read_attr_double(const h5_file_t *f, const char *obj, const char *name, d
     H5T_class_t cls = H5Tget_class(type);
     int rc = 0;
     if (cls != H5T_FLOAT && cls != H5T_INTEGER)
-        rc = h5i_fail(err, errlen, "%s: attribute '%s' of '%s' is not a number", f->path, name, obj);
+        rc = set_error(err, errlen, "%s: attribute '%s' of '%s' is not a number", f->path, name, obj);
     else if (H5Aread(a, H5T_NATIVE_DOUBLE, value) < 0)
-        rc = h5i_fail(err, errlen, "%s: attribute '%s' of '%s' could not be read", f->path, name, obj);
+        rc = set_error(err, errlen, "%s: attribute '%s' of '%s' could not be read", f->path, name, obj);
     close_attr(oid, a, type);
     return rc;
 }
@@ -564,9 +555,9 @@ int h5_read_attr_int(const h5_file_t *f, const char *obj, const char *name, int6
     if (open_attr(f, obj, name, &oid, &a, &type, err, errlen)) return -1;
     int rc = 0;
     if (H5Tget_class(type) != H5T_INTEGER)
-        rc = h5i_fail(err, errlen, "%s: attribute '%s' of '%s' is not an integer", f->path, name, obj);
+        rc = set_error(err, errlen, "%s: attribute '%s' of '%s' is not an integer", f->path, name, obj);
     else if (H5Aread(a, H5T_NATIVE_INT64, value) < 0)
-        rc = h5i_fail(err, errlen, "%s: attribute '%s' of '%s' could not be read", f->path, name, obj);
+        rc = set_error(err, errlen, "%s: attribute '%s' of '%s' could not be read", f->path, name, obj);
     close_attr(oid, a, type);
     return rc;
 }

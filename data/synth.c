@@ -76,17 +76,6 @@ static void world_free(world_t *w) {
 
 /* ---- configuration -------------------------------------------------------------------------- */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 static const struct {
     const char *name;
     int64_t n;
@@ -108,34 +97,34 @@ int synth_preset(const char *name, synth_config_t *cfg, char *err, size_t errlen
         cfg->dtype = DTYPE_F32;
         return 0;
     }
-    return fail(err, errlen, "unknown synthetic dataset preset '%s' (expected tiny, small or wan480p)", name);
+    return set_error(err, errlen, "unknown synthetic dataset preset '%s' (expected tiny, small or wan480p)", name);
 }
 
 int synth_validate(const synth_config_t *c, char *err, size_t errlen) {
     if (c->n < 1 || c->n > SYNTH_MAX_N)
-        return fail(err, errlen, "n = %lld is outside 1..%d", (long long)c->n, SYNTH_MAX_N);
+        return set_error(err, errlen, "n = %lld is outside 1..%d", (long long)c->n, SYNTH_MAX_N);
     if (c->frames < 1 || c->frames > SYNTH_MAX_FRAMES)
-        return fail(err, errlen, "frames = %d is outside 1..%d", c->frames, SYNTH_MAX_FRAMES);
+        return set_error(err, errlen, "frames = %d is outside 1..%d", c->frames, SYNTH_MAX_FRAMES);
     if (c->height < 1 || c->height > SYNTH_MAX_SIDE)
-        return fail(err, errlen, "height = %d is outside 1..%d", c->height, SYNTH_MAX_SIDE);
+        return set_error(err, errlen, "height = %d is outside 1..%d", c->height, SYNTH_MAX_SIDE);
     if (c->width < 1 || c->width > SYNTH_MAX_SIDE)
-        return fail(err, errlen, "width = %d is outside 1..%d", c->width, SYNTH_MAX_SIDE);
+        return set_error(err, errlen, "width = %d is outside 1..%d", c->width, SYNTH_MAX_SIDE);
     if (c->text_len < 1 || c->text_len > SYNTH_MAX_TEXT_LEN)
-        return fail(err, errlen, "text_len = %d is outside 1..%d", c->text_len, SYNTH_MAX_TEXT_LEN);
+        return set_error(err, errlen, "text_len = %d is outside 1..%d", c->text_len, SYNTH_MAX_TEXT_LEN);
     if (c->text_dim < 1 || c->text_dim > SYNTH_MAX_TEXT_DIM)
-        return fail(err, errlen, "text_dim = %d is outside 1..%d", c->text_dim, SYNTH_MAX_TEXT_DIM);
+        return set_error(err, errlen, "text_dim = %d is outside 1..%d", c->text_dim, SYNTH_MAX_TEXT_DIM);
     int64_t lat = (int64_t)SYNTH_CHANNELS * c->frames * c->height * c->width;
     if (lat > SYNTH_MAX_SAMPLE_ELEMENTS)
-        return fail(err, errlen, "one latent video of 16 x %d x %d x %d has %lld elements, more than the 2^28 allowed",
+        return set_error(err, errlen, "one latent video of 16 x %d x %d x %d has %lld elements, more than the 2^28 allowed",
                     c->frames, c->height, c->width, (long long)lat);
     if ((int64_t)c->text_len * c->text_dim > SYNTH_MAX_SAMPLE_ELEMENTS)
-        return fail(err, errlen, "one text of %d x %d has more than the 2^28 elements allowed", c->text_len,
+        return set_error(err, errlen, "one text of %d x %d has more than the 2^28 elements allowed", c->text_len,
                     c->text_dim);
     if (c->seed > (uint64_t)INT64_MAX || c->world_seed > (uint64_t)INT64_MAX) /* stored as int64 attributes */
-        return fail(err, errlen, "seed %llu or world seed %llu is above 2^63 - 1", (unsigned long long)c->seed,
+        return set_error(err, errlen, "seed %llu or world seed %llu is above 2^63 - 1", (unsigned long long)c->seed,
                     (unsigned long long)c->world_seed);
     if (c->dtype != DTYPE_F32 && c->dtype != DTYPE_F16)
-        return fail(err, errlen, "dtype %s cannot be stored (expected float32 or float16)", dtype_name(c->dtype));
+        return set_error(err, errlen, "dtype %s cannot be stored (expected float32 or float16)", dtype_name(c->dtype));
     return 0;
 }
 
@@ -327,7 +316,7 @@ static int write_samples(h5_file_t *f, const synth_config_t *c, char *err, size_
     float *lat = malloc((size_t)nl * sizeof *lat), *txt = malloc((size_t)nt * sizeof *txt);
     world_t w;
     world_make(c, &w);
-    int rc = lat && txt ? 0 : fail(err, errlen, "%s: out of memory for one sample", f->path);
+    int rc = lat && txt ? 0 : set_error(err, errlen, "%s: out of memory for one sample", f->path);
     for (int64_t i = 0; rc == 0 && i < c->n; i++) {
         synth_scene_t s;
         synth_scene_draw(c, i, &s);

@@ -15,6 +15,16 @@ void check_fail(const char *file, int line, const char *cond, const char *fmt, .
     exit(1);
 }
 
+int set_error(char *err, unsigned long errlen, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
 void *xmalloc(unsigned long bytes) {
     void *p = malloc(bytes ? bytes : 1);
     CHECK(p != NULL, "out of host memory allocating %lu bytes", bytes);

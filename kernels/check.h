@@ -19,6 +19,10 @@ void check_fail(const char *file, int line, const char *cond, const char *fmt, .
         if (!(cond)) check_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);        \
     } while (0)
 
+/* For functions that return a status with a sentence: writes the message into err (when err is
+ * not NULL) and returns -1, so that `return set_error(err, errlen, "...", ...);` reads as one step. */
+int set_error(char *err, unsigned long errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* malloc/calloc that never return NULL (they CHECK). */
 void *xmalloc(unsigned long bytes);
 void *xcalloc(unsigned long count, unsigned long size);

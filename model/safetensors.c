@@ -14,20 +14,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "tensor.h"
 
 #define JSON_MAX_DEPTH 32
 #define ST_MAX_TENSORS (1 << 20)
 #define ST_MAX_SHARDS 10000
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* ---- JSON --------------------------------------------------------------------------------- */
 
@@ -48,7 +40,7 @@ static int json_fail(json_t *j, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return fail(j->err, j->errlen, "%s: malformed %s JSON at byte %zu: %s", j->label, j->kind, j->base + j->i, what);
+    return set_error(j->err, j->errlen, "%s: malformed %s JSON at byte %zu: %s", j->label, j->kind, j->base + j->i, what);
 }
 
 /* The next non-blank character (not consumed), or -1 at the end. */
@@ -249,7 +241,7 @@ static int parse_dtype(json_t *j, st_tensor_t *t) {
     if (json_string(j, buf, sizeof buf)) return -1;
     for (int d = ST_BF16; d <= ST_F32; d++)
         if (!strcmp(buf, st_dtype_name((st_dtype_t)d))) return t->dtype = (st_dtype_t)d, 0;
-    return fail(j->err, j->errlen, "%s: tensor '%s' has dtype '%s'; expected BF16, F16 or F32", j->label, t->name, buf);
+    return set_error(j->err, j->errlen, "%s: tensor '%s' has dtype '%s'; expected BF16, F16 or F32", j->label, t->name, buf);
 }
 
 static int parse_shape(json_t *j, st_tensor_t *t) {
@@ -259,12 +251,12 @@ static int parse_shape(json_t *j, st_tensor_t *t) {
     for (;;) {
         uint64_t v;
         if (t->ndim == ST_MAX_DIMS)
-            return fail(j->err, j->errlen, "%s: tensor '%s' has more than %d dimensions", j->label, t->name, ST_MAX_DIMS);
+            return set_error(j->err, j->errlen, "%s: tensor '%s' has more than %d dimensions", j->label, t->name, ST_MAX_DIMS);
         if (json_peek(j) == '-')
-            return fail(j->err, j->errlen, "%s: tensor '%s' has a negative extent in its shape", j->label, t->name);
+            return set_error(j->err, j->errlen, "%s: tensor '%s' has a negative extent in its shape", j->label, t->name);
         if (json_uint(j, &v, "an extent")) return -1;
         if (v > (uint64_t)ST_MAX_ELEMENTS || (v && t->numel > ST_MAX_ELEMENTS / (int64_t)v))
-            return fail(j->err, j->errlen, "%s: tensor '%s' has more than 2^34 elements (extent %llu)", j->label, t->name,
+            return set_error(j->err, j->errlen, "%s: tensor '%s' has more than 2^34 elements (extent %llu)", j->label, t->name,
                         (unsigned long long)v);
         t->shape[t->ndim++] = (int64_t)v;
         t->numel *= (int64_t)v;
@@ -288,12 +280,12 @@ static int parse_offsets(json_t *j, st_tensor_t *t) {
 /* Offsets against the data block and the byte size against shape x dtype. */
 static int check_extent(json_t *j, const st_tensor_t *t, uint64_t data_size) {
     unsigned long long b = t->begin, e = t->end, need = (unsigned long long)t->numel * st_dtype_size(t->dtype);
-    if (b > e) return fail(j->err, j->errlen, "%s: tensor '%s' has data_offsets [%llu, %llu] with begin after end", j->label, t->name, b, e);
+    if (b > e) return set_error(j->err, j->errlen, "%s: tensor '%s' has data_offsets [%llu, %llu] with begin after end", j->label, t->name, b, e);
     if (e > data_size)
-        return fail(j->err, j->errlen, "%s: tensor '%s' has data_offsets [%llu, %llu] past the end of the data block (%llu bytes)",
+        return set_error(j->err, j->errlen, "%s: tensor '%s' has data_offsets [%llu, %llu] past the end of the data block (%llu bytes)",
                     j->label, t->name, b, e, (unsigned long long)data_size);
     if (e - b != need)
-        return fail(j->err, j->errlen, "%s: tensor '%s' spans %llu bytes, but %d-D %s of %lld elements needs %llu", j->label,
+        return set_error(j->err, j->errlen, "%s: tensor '%s' spans %llu bytes, but %d-D %s of %lld elements needs %llu", j->label,
                     t->name, e - b, t->ndim, st_dtype_name(t->dtype), (long long)t->numel, need);
     return 0;
 }
@@ -310,9 +302,9 @@ static int parse_entry(json_t *j, st_tensor_t *t, uint64_t data_size) {
             int k = 0;
             while (k < 3 && strcmp(key, keys[k])) k++;
             if (k == 3)
-                return fail(j->err, j->errlen, "%s: tensor '%s' has an unknown key '%s' (expected dtype, shape, data_offsets)",
+                return set_error(j->err, j->errlen, "%s: tensor '%s' has an unknown key '%s' (expected dtype, shape, data_offsets)",
                             j->label, t->name, key);
-            if (seen[k]++) return fail(j->err, j->errlen, "%s: tensor '%s' gives '%s' twice", j->label, t->name, key);
+            if (seen[k]++) return set_error(j->err, j->errlen, "%s: tensor '%s' gives '%s' twice", j->label, t->name, key);
             if ((k == 0 && parse_dtype(j, t)) || (k == 1 && parse_shape(j, t)) || (k == 2 && parse_offsets(j, t))) return -1;
             int c = json_peek(j);
             if (c == '}') break;
@@ -321,7 +313,7 @@ static int parse_entry(json_t *j, st_tensor_t *t, uint64_t data_size) {
         }
     j->i++;
     for (int k = 0; k < 3; k++)
-        if (!seen[k]) return fail(j->err, j->errlen, "%s: tensor '%s' has no '%s'", j->label, t->name, keys[k]);
+        if (!seen[k]) return set_error(j->err, j->errlen, "%s: tensor '%s' has no '%s'", j->label, t->name, keys[k]);
     return check_extent(j, t, data_size);
 }
 
@@ -348,19 +340,19 @@ static int parse_header(json_t *j, st_file_t *f) {
             char name[ST_MAX_NAME];
             if (json_string(j, name, sizeof name) || json_expect(j, ':')) return -1;
             if (!strcmp(name, "__metadata__")) {
-                if (have_meta++) return fail(j->err, j->errlen, "%s: __metadata__ appears twice in the header", j->label);
+                if (have_meta++) return set_error(j->err, j->errlen, "%s: __metadata__ appears twice in the header", j->label);
                 if (parse_metadata(j)) return -1;
             } else {
-                if (f->count == ST_MAX_TENSORS) return fail(j->err, j->errlen, "%s: more than %d tensors", j->label, ST_MAX_TENSORS);
+                if (f->count == ST_MAX_TENSORS) return set_error(j->err, j->errlen, "%s: more than %d tensors", j->label, ST_MAX_TENSORS);
                 if (f->count == cap) {
                     cap = cap ? 2 * cap : 64;
                     st_tensor_t *p = realloc(f->tensors, sizeof *p * (size_t)cap);
-                    if (!p) return fail(j->err, j->errlen, "%s: out of memory reading the header", j->label);
+                    if (!p) return set_error(j->err, j->errlen, "%s: out of memory reading the header", j->label);
                     f->tensors = p;
                 }
                 st_tensor_t *t = &f->tensors[f->count];
                 memset(t, 0, sizeof *t);
-                if (!(t->name = strdup(name))) return fail(j->err, j->errlen, "%s: out of memory", j->label);
+                if (!(t->name = strdup(name))) return set_error(j->err, j->errlen, "%s: out of memory", j->label);
                 f->count++;
                 if (parse_entry(j, t, f->data_size)) return -1;
             }
@@ -387,29 +379,29 @@ static int by_offset(const void *a, const void *b) {
 /* Unique names; the tensors tile the data block exactly (no overlap, no hole, nothing after). */
 static int check_layout(st_file_t *f, char *err, size_t errlen) {
     if (!f->count) {
-        if (f->data_size) return fail(err, errlen, "%s: %llu bytes of data but no tensors", f->path, (unsigned long long)f->data_size);
+        if (f->data_size) return set_error(err, errlen, "%s: %llu bytes of data but no tensors", f->path, (unsigned long long)f->data_size);
         return 0;
     }
     const st_tensor_t **v = malloc(sizeof *v * (size_t)f->count);
-    if (!v) return fail(err, errlen, "%s: out of memory", f->path);
+    if (!v) return set_error(err, errlen, "%s: out of memory", f->path);
     for (int i = 0; i < f->count; i++) v[i] = &f->tensors[i];
     int rc = 0;
     qsort(v, (size_t)f->count, sizeof *v, by_name);
     for (int i = 1; i < f->count && !rc; i++)
         if (!strcmp(v[i]->name, v[i - 1]->name))
-            rc = fail(err, errlen, "%s: tensor '%s' appears twice in the header", f->path, v[i]->name);
+            rc = set_error(err, errlen, "%s: tensor '%s' appears twice in the header", f->path, v[i]->name);
     qsort(v, (size_t)f->count, sizeof *v, by_offset);
     uint64_t at = 0;
     for (int i = 0; i < f->count && !rc; i++) {
         if (v[i]->begin < at)
-            rc = fail(err, errlen, "%s: tensors '%s' and '%s' overlap in the data block", f->path, v[i - 1]->name, v[i]->name);
+            rc = set_error(err, errlen, "%s: tensors '%s' and '%s' overlap in the data block", f->path, v[i - 1]->name, v[i]->name);
         else if (v[i]->begin > at)
-            rc = fail(err, errlen, "%s: the data block has a hole of %llu bytes before tensor '%s' (offset %llu)", f->path,
+            rc = set_error(err, errlen, "%s: the data block has a hole of %llu bytes before tensor '%s' (offset %llu)", f->path,
                       (unsigned long long)(v[i]->begin - at), v[i]->name, (unsigned long long)v[i]->begin);
         at = v[i]->end;
     }
     if (!rc && at != f->data_size)
-        rc = fail(err, errlen, "%s: the data block has %llu bytes after its last tensor that no tensor uses", f->path,
+        rc = set_error(err, errlen, "%s: the data block has %llu bytes after its last tensor that no tensor uses", f->path,
                   (unsigned long long)(f->data_size - at));
     free(v);
     return rc;
@@ -420,17 +412,17 @@ static int parse_bytes(const char *label, const unsigned char *bytes, size_t siz
     memset(f, 0, sizeof *f);
     f->mapped = mapped;
     f->map = bytes, f->size = size;
-    if (!(f->path = strdup(label))) return fail(err, errlen, "%s: out of memory", label);
+    if (!(f->path = strdup(label))) return set_error(err, errlen, "%s: out of memory", label);
     if (size < 8)
-        return fail(err, errlen, "%s: %zu bytes is too short for a safetensors file (an 8-byte header length comes first)",
+        return set_error(err, errlen, "%s: %zu bytes is too short for a safetensors file (an 8-byte header length comes first)",
                     label, size);
     uint64_t n = 0;
     for (int k = 7; k >= 0; k--) n = n << 8 | bytes[k];
     if (n > size - 8)
-        return fail(err, errlen, "%s: the header length %llu runs past the end of the file (%zu bytes)", label,
+        return set_error(err, errlen, "%s: the header length %llu runs past the end of the file (%zu bytes)", label,
                     (unsigned long long)n, size);
     if (n > ST_MAX_HEADER)
-        return fail(err, errlen, "%s: the header length %llu exceeds the limit of %u bytes", label, (unsigned long long)n,
+        return set_error(err, errlen, "%s: the header length %llu exceeds the limit of %u bytes", label, (unsigned long long)n,
                     ST_MAX_HEADER);
     f->data = bytes + 8 + n;
     f->data_size = size - 8 - n;
@@ -448,13 +440,13 @@ int st_open(const char *path, st_file_t *f, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
         f->path = strdup(path);
-        return fail(err, errlen, "%s: %s", path, errno == ENOENT ? "no such file" : strerror(errno));
+        return set_error(err, errlen, "%s: %s", path, errno == ENOENT ? "no such file" : strerror(errno));
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
         f->path = strdup(path);
-        return fail(err, errlen, "%s: not a regular file", path);
+        return set_error(err, errlen, "%s: not a regular file", path);
     }
     size_t size = (size_t)st.st_size;
     if (size < 8) {
@@ -465,7 +457,7 @@ int st_open(const char *path, st_file_t *f, char *err, size_t errlen) {
     close(fd);
     if (map == MAP_FAILED) {
         f->path = strdup(path);
-        return fail(err, errlen, "%s: cannot map the file (%s)", path, strerror(errno));
+        return set_error(err, errlen, "%s: cannot map the file (%s)", path, strerror(errno));
     }
     return parse_bytes(path, map, size, 1, f, err, errlen);
 }
@@ -509,17 +501,17 @@ void st_files_free(char **files, int count) {
 /* Adds dir/name unless already listed; name must be a plain file name. */
 static int add_shard(json_t *j, const char *dir, const char *name, char ***files, int *count) {
     if (!name[0] || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
-        return fail(j->err, j->errlen, "%s: weight_map names the shard '%s', which is not a plain file name next to the index",
+        return set_error(j->err, j->errlen, "%s: weight_map names the shard '%s', which is not a plain file name next to the index",
                     j->label, name);
     size_t len = strlen(dir) + strlen(name) + 2;
     char *path = malloc(len);
-    if (!path) return fail(j->err, j->errlen, "%s: out of memory", j->label);
+    if (!path) return set_error(j->err, j->errlen, "%s: out of memory", j->label);
     snprintf(path, len, "%s%s", dir, name);
     for (int i = 0; i < *count; i++)
         if (!strcmp((*files)[i], path)) return free(path), 0;
-    if (*count == ST_MAX_SHARDS) return free(path), fail(j->err, j->errlen, "%s: more than %d shards", j->label, ST_MAX_SHARDS);
+    if (*count == ST_MAX_SHARDS) return free(path), set_error(j->err, j->errlen, "%s: more than %d shards", j->label, ST_MAX_SHARDS);
     char **p = realloc(*files, sizeof *p * (size_t)(*count + 1));
-    if (!p) return free(path), fail(j->err, j->errlen, "%s: out of memory", j->label);
+    if (!p) return free(path), set_error(j->err, j->errlen, "%s: out of memory", j->label);
     *files = p;
     p[(*count)++] = path;
     return 0;
@@ -557,21 +549,21 @@ static int parse_index(json_t *j, const char *dir, char ***files, int *count) {
         }
     j->i++;
     if (json_peek(j) >= 0) return json_fail(j, "data after the index object");
-    if (!have_map || !*count) return fail(j->err, j->errlen, "%s: the index has no weight_map naming any shard", j->label);
+    if (!have_map || !*count) return set_error(j->err, j->errlen, "%s: the index has no weight_map naming any shard", j->label);
     return 0;
 }
 
 int st_read_index(const char *path, char ***files, int *count, char *err, size_t errlen) {
     *files = NULL, *count = 0;
     FILE *fp = fopen(path, "rb");
-    if (!fp) return fail(err, errlen, "%s: %s", path, errno == ENOENT ? "no such file" : strerror(errno));
+    if (!fp) return set_error(err, errlen, "%s: %s", path, errno == ENOENT ? "no such file" : strerror(errno));
     unsigned char *buf = malloc(ST_MAX_HEADER + 1u);
     size_t n = buf ? fread(buf, 1, ST_MAX_HEADER + 1u, fp) : 0;
     fclose(fp);
-    if (!buf) return fail(err, errlen, "%s: out of memory", path);
+    if (!buf) return set_error(err, errlen, "%s: out of memory", path);
     if (n > ST_MAX_HEADER) {
         free(buf);
-        return fail(err, errlen, "%s: an index larger than %u bytes", path, ST_MAX_HEADER);
+        return set_error(err, errlen, "%s: an index larger than %u bytes", path, ST_MAX_HEADER);
     }
     const char *slash = strrchr(path, '/');
     char dir[4096];

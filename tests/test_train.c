@@ -10,6 +10,7 @@
  *    nothing to the loss; a sparse student adds a positive term.
  * argv: sla-train, sla-data [cuda]. With "cuda" (label gpu; exit 77 without a GPU) the model runs
  * on the GPU with head dim 64 and checks 1 and 4: resume is bit-exact there too. */
+#include <dirent.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,14 +107,19 @@ static void check_exact_resume(const param_table_t *t) {
     free(sb.params), free(sb.adam_m), free(sb.adam_v), free(sb.ema);
 }
 
-/* Waits (up to 60 s) until out_dir holds a checkpoint, i.e. the run is past its start-up. */
+/* Waits (up to 60 s) until out_dir holds a checkpoint, i.e. the run is past its start-up. Any
+ * ckpt-*.h5 counts: older ones are pruned as the run goes (keep_last). */
 static int wait_for_checkpoint(const char *out) {
     char path[700];
+    snprintf(path, sizeof path, "%s/%s", dir, out);
     for (int i = 0; i < 600; i++) {
-        for (int step = 1; step <= 3; step++) {
-            snprintf(path, sizeof path, "%s/%s/ckpt-%08d.h5", dir, out, step);
-            if (access(path, F_OK) == 0) return 1;
-        }
+        DIR *d = opendir(path);
+        struct dirent *e;
+        int found = 0;
+        while (d && (e = readdir(d)))
+            found |= !strncmp(e->d_name, "ckpt-", 5) && strstr(e->d_name, ".h5") && !strstr(e->d_name, ".tmp");
+        if (d) closedir(d);
+        if (found) return 1;
         sleep_s(0.1);
     }
     return 0;
