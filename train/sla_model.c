@@ -20,7 +20,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,12 +27,12 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "cli.h"
 #include "config.h"
 #include "dit.h"
 #include "h5_tensor.h"
 #include "safetensors.h"
 
-#define EXIT_BAD_INPUT 2
 #define MAX_SETS 64
 
 typedef struct options {
@@ -48,16 +47,7 @@ typedef struct inputs {
     int have_dpred;
 } inputs_t;
 
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("sla-model: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(EXIT_BAD_INPUT);
-}
+#define die(...) cli_die("sla-model", CLI_EXIT_BAD_INPUT, __VA_ARGS__)
 
 static void print_help(void) {
     printf("usage: sla-model --config CFG --weights W --in IN.h5 --out OUT.h5 [options]\n"
@@ -83,12 +73,7 @@ static void print_help(void) {
 
 /* ---- flags ------------------------------------------------------------------------------- */
 
-static int flag_takes_value(const char *flag) {
-    static const char *const known[] = {"--config", "--weights", "--in", "--out", "--backend", "--set"};
-    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
-        if (!strcmp(flag, known[i])) return 1;
-    return 0;
-}
+static const char *const known_flags[] = {"--config", "--weights", "--in", "--out", "--backend", "--set", NULL};
 
 static void set_option(options_t *o, const char *flag, const char *val) {
     if (!*val) die("%s needs a non-empty value", flag);
@@ -105,25 +90,11 @@ static void set_option(options_t *o, const char *flag, const char *val) {
     }
 }
 
+static void on_flag(void *ctx, const char *flag, const char *val) { set_option(ctx, flag, val); }
+
 static void parse_args(int argc, char **argv, options_t *o) {
     memset(o, 0, sizeof *o);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            print_help();
-            exit(0);
-        }
-        if (strncmp(a, "--", 2) != 0) die("unexpected argument '%s' (flags start with --; see sla-model --help)", a);
-        char flag[64];
-        const char *eq = strchr(a, '='), *val;
-        size_t n = eq ? (size_t)(eq - a) : strlen(a);
-        snprintf(flag, sizeof flag, "%.*s", (int)n, a);
-        if (!flag_takes_value(flag)) die("unknown flag '%s' (see sla-model --help)", flag);
-        if (eq) val = eq + 1;
-        else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) val = argv[++i];
-        else die("%s needs a value (see sla-model --help)", flag);
-        set_option(o, flag, val);
-    }
+    cli_parse("sla-model", argc, argv, 1, known_flags, print_help, on_flag, o);
     const char *need[4][2] = {{"--config CFG", o->config}, {"--weights W", o->weights}, {"--in IN.h5", o->in},
                               {"--out OUT.h5", o->out}};
     for (int i = 0; i < 4; i++)

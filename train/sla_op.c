@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +23,10 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "cli.h"
 #include "h5_tensor.h"
 #include "ops.h"
 
-#define EXIT_BAD_INPUT 2
 
 typedef struct options {
     const char *in, *out;
@@ -45,16 +44,7 @@ typedef struct outputs {
     tensor_t o, lse, lut, dq, dk, dv, dproj_w, dproj_b;
 } outputs_t;
 
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("sla-op: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(EXIT_BAD_INPUT);
-}
+#define die(...) cli_die("sla-op", CLI_EXIT_BAD_INPUT, __VA_ARGS__)
 
 static void print_help(void) {
     sla_config_t d = sla_config_default();
@@ -124,35 +114,16 @@ static void set_option(options_t *o, const char *flag, const char *val) {
     } else die("unknown flag '%s' (see sla-op --help)", flag);
 }
 
-static int flag_takes_value(const char *flag) {
-    static const char *const known[] = {"--in", "--out", "--backend", "--topk", "--kl",
-                                        "--blkq", "--blkk", "--feature", "--variant"};
-    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
-        if (!strcmp(flag, known[i])) return 1;
-    return 0;
-}
+static const char *const known_flags[] = {"--in", "--out", "--backend", "--topk", "--kl",
+                                        "--blkq", "--blkk", "--feature", "--variant", NULL};
+
+static void on_flag(void *ctx, const char *flag, const char *val) { set_option(ctx, flag, val); }
 
 static void parse_args(int argc, char **argv, options_t *o) {
     memset(o, 0, sizeof *o);
     o->device = DEVICE_CPU;
     o->cfg = sla_config_default();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            print_help();
-            exit(0);
-        }
-        if (strncmp(a, "--", 2) != 0) die("unexpected argument '%s' (flags start with --; see sla-op --help)", a);
-        char flag[64];
-        const char *eq = strchr(a, '='), *val;
-        size_t n = eq ? (size_t)(eq - a) : strlen(a);
-        snprintf(flag, sizeof flag, "%.*s", (int)n, a);
-        if (!flag_takes_value(flag)) die("unknown flag '%s' (see sla-op --help)", flag);
-        if (eq) val = eq + 1;
-        else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) val = argv[++i];
-        else die("%s needs a value (see sla-op --help)", flag);
-        set_option(o, flag, val);
-    }
+    cli_parse("sla-op", argc, argv, 1, known_flags, print_help, on_flag, o);
     if (!o->in) die("--in IN.h5 is required (see sla-op --help)");
     if (!o->out) die("--out OUT.h5 is required (see sla-op --help)");
     if (!*o->in || !*o->out) die("--in and --out need a non-empty path");

@@ -1,23 +1,70 @@
 /* train/sla_train.c — `sla-train`: flow-matching fine-tuning of a Wan2.1-style DiT with SLA.
  *
  * sla-train --config FILE [--set key=value ...]   (or --help for every key)
- * The configuration is resolved (defaults, model preset, file, overrides), validated before any
- * work, printed, and stored in every checkpoint. Exit status: 0 done (or stopped by a signal with a
- * checkpoint), 1 a failure while running, 2 bad command line or configuration. */
+ * The configuration is resolved (defaults, model preset, file, overrides in order), validated
+ * before any work, printed, and stored in every checkpoint. Exit status: 0 done (or stopped by a
+ * signal or stop_after, with a checkpoint), 1 a failure while running, 2 bad command line,
+ * configuration or input files (one line naming what is wrong). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "config.h"
 #include "dist.h"
 #include "trainer.h"
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: sla-train --config FILE [--set key=value ...]\n"
-               "       sla-train --help\n"
-               "Fine-tunes a Wan2.1-style video DiT with SLA attention on HDF5 latent datasets.\n\n");
+#define TOOL "sla-train"
+#define MAX_SETS 256
+
+typedef struct options {
+    const char *config;
+    const char *sets[MAX_SETS];
+    int nsets;
+} options_t;
+
+static void print_help(void) {
+    printf("usage: sla-train --config FILE [--set key=value ...]\n"
+           "Fine-tunes a Wan2.1-style video DiT with SLA attention on HDF5 latent datasets.\n"
+           "  --config FILE     key = value lines with # comments (required)\n"
+           "  --set key=value   override a key after the file (repeatable, applied in order)\n\n");
+    config_print_help();
 }
 
-static int run(int argc, char **argv, const dist_t *d);
+static void on_flag(void *ctx, const char *flag, const char *value) {
+    options_t *o = ctx;
+    if (!strcmp(flag, "--config")) {
+        o->config = value;
+    } else {
+        if (o->nsets == MAX_SETS) cli_die(TOOL, CLI_EXIT_BAD_INPUT, "more than %d --set overrides", MAX_SETS);
+        o->sets[o->nsets++] = value;
+    }
+}
+
+static int run(int argc, char **argv, const dist_t *d) {
+    static const char *const known[] = {"--config", "--set", NULL};
+    options_t o = {0};
+    cli_parse(TOOL, argc, argv, 1, known, print_help, on_flag, &o);
+    if (!o.config) cli_die(TOOL, CLI_EXIT_BAD_INPUT, "--config FILE is required (see sla-train --help)");
+    run_config_t cfg;
+    char err[2048];
+    config_defaults(&cfg);
+    if (config_load_file(&cfg, o.config, err, sizeof err)) cli_die(TOOL, CLI_EXIT_BAD_INPUT, "%s", err);
+    for (int i = 0; i < o.nsets; i++)
+        if (config_apply_override(&cfg, o.sets[i], err, sizeof err)) cli_die(TOOL, CLI_EXIT_BAD_INPUT, "%s", err);
+    if (config_validate(&cfg, err, sizeof err)) cli_die(TOOL, CLI_EXIT_BAD_INPUT, "%s: %s", o.config, err);
+    if (d->world > 1) {
+        if (d->rank == 0)
+            fprintf(stderr, "sla-train: started as %d ranks, but multi-rank (data-parallel) training is not "
+                            "implemented yet: run one rank per job (mpirun -np 1)\n", d->world);
+        return CLI_EXIT_BAD_INPUT;
+    }
+    static char text[16384];
+    config_format(&cfg, text, sizeof text);
+    printf("# resolved configuration\n%s", text);
+    trainer_rank_t who = {d->rank, d->world};
+    return trainer_run(&cfg, who);
+}
 
 int main(int argc, char **argv) {
     trainer_catch_signals();
@@ -26,63 +73,4 @@ int main(int argc, char **argv) {
     int rc = run(argc, argv, &d);
     dist_finalize();
     return rc;
-}
-
-static int run(int argc, char **argv, const dist_t *d) {
-    run_config_t cfg;
-    config_defaults(&cfg);
-    char err[2048];
-    const char *config_path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            config_print_help();
-            return 0;
-        }
-        if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--set")) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "sla-train: %s needs a value\n", argv[i]);
-                return 2;
-            }
-            if (!strcmp(argv[i], "--config")) {
-                config_path = argv[++i];
-                continue;
-            }
-            i++;
-            continue; /* overrides apply after the file, in order: second pass below */
-        }
-        fprintf(stderr, "sla-train: unknown argument '%s' (sla-train --help lists the options)\n", argv[i]);
-        return 2;
-    }
-    if (!config_path) {
-        usage(stderr);
-        fprintf(stderr, "sla-train: --config FILE is required\n");
-        return 2;
-    }
-    if (config_load_file(&cfg, config_path, err, sizeof err)) {
-        fprintf(stderr, "sla-train: %s\n", err);
-        return 2;
-    }
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--set") && config_apply_override(&cfg, argv[++i], err, sizeof err)) {
-            fprintf(stderr, "sla-train: %s\n", err);
-            return 2;
-        } else if (!strcmp(argv[i], "--config")) {
-            i++;
-        }
-    if (config_validate(&cfg, err, sizeof err)) {
-        fprintf(stderr, "sla-train: %s: %s\n", config_path, err);
-        return 2;
-    }
-    if (d->world > 1) {
-        if (d->rank == 0)
-            fprintf(stderr, "sla-train: started as %d ranks, but multi-rank (data-parallel) training is not "
-                            "implemented yet: run one rank per job (mpirun -np 1)\n", d->world);
-        return 2;
-    }
-    static char text[16384];
-    config_format(&cfg, text, sizeof text);
-    printf("# resolved configuration\n%s", text);
-    trainer_rank_t who = {d->rank, d->world};
-    return trainer_run(&cfg, who);
 }
