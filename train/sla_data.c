@@ -12,30 +12,21 @@
  * "sla-data: <sentence>" on stderr and no file written; 1 when writing fails after the start. */
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "dataset.h"
 #include "h5_rows.h"
 #include "h5_tensor.h"
 #include "synth.h"
 
-#define EXIT_BAD_INPUT 2
+#define EXIT_BAD_INPUT CLI_EXIT_BAD_INPUT
 
-static void die(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
-static void die(int code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("sla-data: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(code);
-}
+#define die(code, ...) cli_die("sla-data", code, __VA_ARGS__)
 
 static void print_help(void) {
     printf("usage: sla-data synth --out FILE.h5 [--preset NAME] [size and seed flags]\n"
@@ -90,31 +81,20 @@ static long long parse_int(const char *flag, const char *s, long long lo, long l
     return x;
 }
 
+static void on_synth_flag(void *ctx, const char *flag, const char *val) {
+    synth_flags_t *fl = ctx;
+    if (!*val) die(EXIT_BAD_INPUT, "%s needs a non-empty value", flag);
+    if (!strcmp(flag, "--out")) fl->out = val;
+    else if (!strcmp(flag, "--preset")) fl->preset = val;
+    for (int k = 0; k < F_COUNT; k++)
+        if (!strcmp(flag, flag_names[k])) fl->value[k] = val;
+}
+
 static void parse_synth_args(int argc, char **argv, synth_flags_t *fl) {
+    const char *known[F_COUNT + 3] = {"--out", "--preset"};
+    for (int k = 0; k < F_COUNT; k++) known[2 + k] = flag_names[k];
     memset(fl, 0, sizeof *fl);
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            print_help();
-            exit(0);
-        }
-        if (strncmp(a, "--", 2) != 0)
-            die(EXIT_BAD_INPUT, "unexpected argument '%s' (flags start with --; see sla-data --help)", a);
-        char flag[64];
-        const char *eq = strchr(a, '='), *val;
-        snprintf(flag, sizeof flag, "%.*s", (int)(eq ? (size_t)(eq - a) : strlen(a)), a);
-        const char **slot = NULL;
-        if (!strcmp(flag, "--out")) slot = &fl->out;
-        else if (!strcmp(flag, "--preset")) slot = &fl->preset;
-        for (int k = 0; !slot && k < F_COUNT; k++)
-            if (!strcmp(flag, flag_names[k])) slot = &fl->value[k];
-        if (!slot) die(EXIT_BAD_INPUT, "unknown flag '%s' for synth (see sla-data --help)", flag);
-        if (eq) val = eq + 1;
-        else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) val = argv[++i];
-        else die(EXIT_BAD_INPUT, "%s needs a value (see sla-data --help)", flag);
-        if (!*val) die(EXIT_BAD_INPUT, "%s needs a non-empty value", flag);
-        *slot = val;
-    }
+    cli_parse("sla-data", argc, argv, 2, known, print_help, on_synth_flag, fl);
     if (!fl->out) die(EXIT_BAD_INPUT, "synth needs --out FILE.h5 (see sla-data --help)");
 }
 
