@@ -7,7 +7,9 @@
  * 4. the loss decreases on the synthetic data;
  * 5. configuration errors exit 2 naming the key, value or file, before any work;
  * 6. distillation: a student equal to its dense teacher (SLA at rho = 1, proj zero) adds exactly
- *    nothing to the loss; a sparse student adds a positive term.
+ *    nothing to the loss; a sparse student adds a positive term;
+ * 7. a non-finite step (latents near the float32 limit overflow) is skipped with a warning, and
+ *    max_bad_steps in a row stop the run (exit 1) before its end.
  * argv: sla-train, sla-data [cuda]. With "cuda" (label gpu; exit 77 without a GPU) the model runs
  * on the GPU with head dim 64 and checks 1 and 4: resume is bit-exact there too. */
 #include <dirent.h>
@@ -24,6 +26,7 @@ static void sleep_s(double s) {
 }
 
 #include "checkpoint.h"
+#include "h5_tensor.h"
 #include "ops.h"
 #include "test_util.h"
 
@@ -240,6 +243,28 @@ static void check_distillation(void) {
            "%.6f with\n", a[0], b[0], d[0], c[0]);
 }
 
+static void check_bad_steps(void) {
+    char path[700], err[512];
+    snprintf(path, sizeof path, "%s/huge.h5", dir);
+    h5_file_t f;
+    tensor_t lat = tensor_alloc(DTYPE_F32, DEVICE_CPU, 5, (int64_t[]){4, 16, 3, 8, 8});
+    tensor_t text = tensor_alloc(DTYPE_F32, DEVICE_CPU, 3, (int64_t[]){4, 16, 32});
+    for (int64_t i = 0; i < tensor_numel(&lat); i++) ((float *)lat.data)[i] = (i % 2 ? 3e38f : -3e38f);
+    memset(text.data, 0, tensor_bytes(&text));
+    int ok = !h5_create(path, &f, err, sizeof err) && !h5_write_tensor(&f, "latents", &lat, 0, err, sizeof err) &&
+             !h5_write_tensor(&f, "text", &text, 0, err, sizeof err) && !h5_close(&f, err, sizeof err);
+    EXPECT(ok, "writing %s: %s", path, err);
+    tensor_free(&lat), tensor_free(&text);
+    char extra[900];
+    /* Steps with small noise levels overflow, others stay finite (clipping tames them): stop at the first. */
+    snprintf(extra, sizeof extra, "--set data=%s --set max_bad_steps=1 --set steps=20 --set ckpt_every=0", path);
+    int rc = run_train("bad", extra);
+    snprintf(path, sizeof path, "%s/bad/ckpt-00000020.h5", dir);
+    EXPECT(rc == 1 && stderr_has("step skipped (1 in a row)") && stderr_has("1 non-finite steps in a row") &&
+               access(path, F_OK) != 0,
+           "non-finite steps: exit %d (expected 1 at the first skipped step, no final checkpoint)", rc);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) return 2;
     train_bin = argv[1], data_bin = argv[2];
@@ -276,6 +301,7 @@ int main(int argc, char **argv) {
         check_sigterm();
         check_errors();
         check_distillation();
+        check_bad_steps();
     }
 
     param_table_free(&t);
