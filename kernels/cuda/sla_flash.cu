@@ -5,14 +5,19 @@
  * flash_fwd_kernel   one CTA per query block (bq = 64 or 128 rows, a warp per 16 or 32 rows); K/V
  *                    64-row tiles double-buffered with cp.async. Writes o (or o += Os when add:
  *                    the linear branch wrote Ol W^T + b there first), os and lse (natural log).
- * flash_dq_kernel    one CTA per query block, same loop; recomputes P, dP, dS; dq (+)= scale dS K,
- *                    with Ds made consistent with the P and dP used (sum_c P dP, also handed to
- *                    the dK/dV kernel): rows whose keys are alike then get dQ ~ 0 as they should.
+ * flash_dq_kernel    one CTA per 64 query rows (two per 128-row block), same loop; recomputes P,
+ *                    dP, dS; dq (+)= scale dS K, with Ds made consistent with the P and dP used
+ *                    (sum_c P dP, also handed to the dK/dV kernel): rows whose keys are alike
+ *                    then get dQ ~ 0 as they should.
  * flash_dkdv_kernel  one CTA per 64-key tile over the list of query blocks that kept its key block
  *                    (64-row query sub-tiles); dk (+)= scale dS^T Q, dv (+)= P^T dO.
  * Deterministic: no atomics; every output element is written by one thread in a fixed order.
- * Keys past Nk get -inf in the forward/dq (zero-filled tiles); query rows past Nq get lse = +inf
- * in dk/dv so that they contribute nothing. */
+ * Per iteration: one barrier (the next tile's copies are issued right after it) and, in the dq and
+ * dk/dv kernels, the list index of iteration it + 2 read during iteration it (MODE below).
+ * Keys past Nk get -inf in the forward/dq (zero-filled tiles); query rows past Nq get zero Q, dO,
+ * lse and Ds in dk/dv, so that they add exact zeros (P = 1 there, but dO = 0 and dS = 0). */
+#include <stdlib.h>
+
 #include "sla_internal.cuh"
 
 namespace {
@@ -24,10 +29,11 @@ template <int D> struct FlashSmem {
     static constexpr int tile = KT * LD; /* elements of one 64-row tile */
 };
 
-/* The key tiles a query block visits. */
+/* The key tiles a query block visits (CTA qb covers part qb % qsub of lut query block qb / qsub). */
 __device__ __forceinline__ TileSeq key_seq(const FlashParams &p, int bh, int qb) {
     TileSeq s;
     if (p.lut) {
+        if (p.qsub > 1) qb /= p.qsub;
         s.list = p.lut + ((long)bh * p.Tq + qb) * p.kappa;
         s.len = p.kappa, s.per = p.tpb, s.base = 0, s.count = 0;
     } else {
@@ -51,10 +57,16 @@ __device__ __forceinline__ TileSeq query_seq(const FlashParams &p, int bh, int k
 }
 
 /* WM 16-row m-tiles per warp: BQ / (16 WM) warps. Two m-tiles halve the K/V fragment loads from
- * shared memory per MMA (every B fragment feeds both). */
-template <int D, int BQ, int WM>
+ * shared memory per MMA (every B fragment feeds both). 
+ * MODE (also of the dq and dk/dv kernels; a measurement knob, see flash_variant): bit 0 (RA) the
+ * list index read one iteration ahead (in a register); bit 1 unrolled tile copies (forward only,
+ * always on elsewhere); bit 2 (SB) one barrier per iteration: the next tile's copies are issued
+ * after the barrier that follows the wait for the current tile, when every warp is done with the
+ * buffer they overwrite (else they are issued before it and a second barrier ends the iteration). */
+template <int D, int BQ, int WM, int MODE>
 __global__ void __launch_bounds__(BQ * 2 / WM) flash_fwd_kernel(FlashParams p) {
     constexpr int LD = D + 8, NTD = D / 8, NTH = BQ * 2 / WM, RW = 16 * WM;
+    constexpr bool RA = (MODE & 1) != 0, SB = (MODE & 4) != 0;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     bf16 *sQ = reinterpret_cast<bf16 *>(smem_raw);
     bf16 *sK = sQ + BQ * LD, *sV = sK + 2 * FlashSmem<D>::tile;
@@ -64,13 +76,19 @@ __global__ void __launch_bounds__(BQ * 2 / WM) flash_fwd_kernel(FlashParams p) {
     const TileSeq seq = key_seq(p, bh, qb);
     const int n = seq.size();
 
-    load_tile_async<D>(sQ, qg, q0, BQ, p.Nq, tid, NTH);
-    auto load_kv = [&](int it, int buf) {
-        long k0 = (long)seq.tile(it) * KT;
-        load_tile_async<D>(sK + buf * FlashSmem<D>::tile, kg, k0, KT, p.Nk, tid, NTH);
-        load_tile_async<D>(sV + buf * FlashSmem<D>::tile, vg, k0, KT, p.Nk, tid, NTH);
+    load_tile_async_u<D, BQ, NTH>(sQ, qg, q0, p.Nq, tid);
+    auto load_kv = [&](int tile, int buf) {
+        const long k0 = (long)tile * KT;
+        if constexpr ((MODE & 2) != 0) {
+            load_tile_async_u<D, KT, NTH>(sK + buf * FlashSmem<D>::tile, kg, k0, p.Nk, tid);
+            load_tile_async_u<D, KT, NTH>(sV + buf * FlashSmem<D>::tile, vg, k0, p.Nk, tid);
+        } else {
+            load_tile_async<D>(sK + buf * FlashSmem<D>::tile, kg, k0, KT, p.Nk, tid, NTH);
+            load_tile_async<D>(sV + buf * FlashSmem<D>::tile, vg, k0, KT, p.Nk, tid, NTH);
+        }
     };
-    if (n > 0) load_kv(0, 0);
+    int cur = n > 0 ? seq.tile(0) : 0, nxt = n > 1 ? seq.tile(1) : 0;
+    if (n > 0) load_kv(cur, 0);
     cp_async_commit();
 
     const float sl2 = SLA_LOG2E * rsqrtf((float)D);
@@ -82,15 +100,25 @@ __global__ void __launch_bounds__(BQ * 2 / WM) flash_fwd_kernel(FlashParams p) {
 
     for (int it = 0; it < n; it++) {
         const int buf = it & 1;
-        if (it + 1 < n) load_kv(it + 1, buf ^ 1);
-        cp_async_commit();
-        cp_async_wait<1>();
-        __syncthreads();
+        const int tnext = RA ? nxt : (it + 1 < n ? seq.tile(it + 1) : 0);
+        const int nxt2 = RA && it + 2 < n ? seq.tile(it + 2) : 0;
+        if constexpr (!SB) {
+            if (it + 1 < n) load_kv(tnext, buf ^ 1);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads(); /* tile it landed; with SB also: every warp is done with buffer buf ^ 1 */
+        if constexpr (SB) {
+            if (it + 1 < n) load_kv(tnext, buf ^ 1);
+            cp_async_commit();
+        }
         const bf16 *ks = sK + buf * FlashSmem<D>::tile, *vs = sV + buf * FlashSmem<D>::tile;
         float s[WM][8][4];
         zero_acc<WM, 8>(s);
         warp_gemm<WM, 8, false, true>(s, sQ + w * RW * LD, LD, ks, LD, D, lane);
-        const long k0 = (long)seq.tile(it) * KT;
+        const long k0 = (long)(RA ? cur : seq.tile(it)) * KT; /* re-read: an L1 hit, no live register */
         const bool partial = k0 + KT > p.Nk;
 #pragma unroll
         for (int i = 0; i < WM; i++) {
@@ -139,7 +167,8 @@ __global__ void __launch_bounds__(BQ * 2 / WM) flash_fwd_kernel(FlashParams p) {
                 }
             }
         }
-        __syncthreads();
+        if constexpr (!SB) __syncthreads();
+        cur = tnext, nxt = nxt2;
     }
     cp_async_wait<0>();
 
@@ -160,9 +189,10 @@ __global__ void __launch_bounds__(BQ * 2 / WM) flash_fwd_kernel(FlashParams p) {
     }
 }
 
-template <int D, int BQ>
+template <int D, int BQ, int MODE>
 __global__ void __launch_bounds__(BQ * 2) flash_dq_kernel(FlashParams p) {
     constexpr int LD = D + 8, NTD = D / 8, NTH = BQ * 2;
+    constexpr bool RA = (MODE & 1) != 0, SB = (MODE & 4) != 0;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     bf16 *sQ = reinterpret_cast<bf16 *>(smem_raw);
     bf16 *sO = sQ + BQ * LD; /* dout */
@@ -173,14 +203,15 @@ __global__ void __launch_bounds__(BQ * 2) flash_dq_kernel(FlashParams p) {
     const TileSeq seq = key_seq(p, bh, qb);
     const int n = seq.size();
 
-    load_tile_async<D>(sQ, qg, q0, BQ, p.Nq, tid, NTH);
-    load_tile_async<D>(sO, p.dout + (long)bh * p.Nq * D, q0, BQ, p.Nq, tid, NTH);
-    auto load_kv = [&](int it, int buf) {
-        long k0 = (long)seq.tile(it) * KT;
-        load_tile_async<D>(sK + buf * FlashSmem<D>::tile, kg, k0, KT, p.Nk, tid, NTH);
-        load_tile_async<D>(sV + buf * FlashSmem<D>::tile, vg, k0, KT, p.Nk, tid, NTH);
+    load_tile_async_u<D, BQ, NTH>(sQ, qg, q0, p.Nq, tid);
+    load_tile_async_u<D, BQ, NTH>(sO, p.dout + (long)bh * p.Nq * D, q0, p.Nq, tid);
+    auto load_kv = [&](int tile, int buf) {
+        const long k0 = (long)tile * KT;
+        load_tile_async_u<D, KT, NTH>(sK + buf * FlashSmem<D>::tile, kg, k0, p.Nk, tid);
+        load_tile_async_u<D, KT, NTH>(sV + buf * FlashSmem<D>::tile, vg, k0, p.Nk, tid);
     };
-    if (n > 0) load_kv(0, 0);
+    int cur = n > 0 ? seq.tile(0) : 0, nxt = n > 1 ? seq.tile(1) : 0;
+    if (n > 0) load_kv(cur, 0);
     cp_async_commit();
 
     const float sl2 = SLA_LOG2E * rsqrtf((float)D);
@@ -198,17 +229,27 @@ __global__ void __launch_bounds__(BQ * 2) flash_dq_kernel(FlashParams p) {
 
     for (int it = 0; it < n; it++) {
         const int buf = it & 1;
-        if (it + 1 < n) load_kv(it + 1, buf ^ 1);
-        cp_async_commit();
-        cp_async_wait<1>();
-        __syncthreads();
+        const int tnext = RA ? nxt : (it + 1 < n ? seq.tile(it + 1) : 0);
+        const int nxt2 = RA && it + 2 < n ? seq.tile(it + 2) : 0;
+        if constexpr (!SB) {
+            if (it + 1 < n) load_kv(tnext, buf ^ 1);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads(); /* tile it landed; with SB also: every warp is done with buffer buf ^ 1 */
+        if constexpr (SB) {
+            if (it + 1 < n) load_kv(tnext, buf ^ 1);
+            cp_async_commit();
+        }
         const bf16 *ks = sK + buf * FlashSmem<D>::tile, *vs = sV + buf * FlashSmem<D>::tile;
         float s[1][8][4], dp[1][8][4];
         zero_acc<1, 8>(s);
         zero_acc<1, 8>(dp);
         warp_gemm<1, 8, false, true>(s, sQ + w * 16 * LD, LD, ks, LD, D, lane);
         warp_gemm<1, 8, false, true>(dp, sO + w * 16 * LD, LD, vs, LD, D, lane);
-        const long k0 = (long)seq.tile(it) * KT;
+        const long k0 = (long)cur * KT;
         const bool partial = k0 + KT > p.Nk;
 #pragma unroll
         for (int j = 0; j < 8; j++)
@@ -239,7 +280,8 @@ __global__ void __launch_bounds__(BQ * 2) flash_dq_kernel(FlashParams p) {
                 mma16816(accy[0][2 * d2 + 1], ap, b[2], b[3]);
             }
         }
-        __syncthreads();
+        if constexpr (!SB) __syncthreads();
+        cur = tnext, nxt = nxt2;
     }
     cp_async_wait<0>();
 
@@ -259,13 +301,14 @@ __global__ void __launch_bounds__(BQ * 2) flash_dq_kernel(FlashParams p) {
 }
 
 /* 4 warps, 16 keys each; query sub-tiles of 64 rows. */
-template <int D>
+template <int D, int MODE>
 __global__ void __launch_bounds__(128) flash_dkdv_kernel(FlashParams p) {
     constexpr int LD = D + 8, NTD = D / 8, NTH = 128, TL = FlashSmem<D>::tile;
+    constexpr bool RA = (MODE & 1) != 0, SB = (MODE & 4) != 0;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     bf16 *sK = reinterpret_cast<bf16 *>(smem_raw);
     bf16 *sV = sK + TL, *sQ = sV + TL, *sO = sQ + 2 * TL; /* sQ, sO: two buffers each */
-    float *sL = reinterpret_cast<float *>(sO + 2 * TL), *sD = sL + 2 * KT;
+    float *sL = reinterpret_cast<float *>(sO + 2 * TL), *sD = sL + 2 * KT; /* lse (natural log), Ds */
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, t = lane & 3;
     const int bh = blockIdx.y;
     /* with an order, CTA x takes the x-th longest key block's tiles */
@@ -276,19 +319,23 @@ __global__ void __launch_bounds__(128) flash_dkdv_kernel(FlashParams p) {
     const TileSeq seq = query_seq(p, bh, kt);
     const int n = seq.size();
 
-    load_tile_async<D>(sK, p.k + (long)bh * p.Nk * D, k0, KT, p.Nk, tid, NTH);
-    load_tile_async<D>(sV, p.v + (long)bh * p.Nk * D, k0, KT, p.Nk, tid, NTH);
-    auto load_q = [&](int it, int buf) {
-        long r0 = (long)seq.tile(it) * KT;
-        load_tile_async<D>(sQ + buf * TL, qg, r0, KT, p.Nq, tid, NTH);
-        load_tile_async<D>(sO + buf * TL, og, r0, KT, p.Nq, tid, NTH);
+    load_tile_async_u<D, KT, NTH>(sK, p.k + (long)bh * p.Nk * D, k0, p.Nk, tid);
+    load_tile_async_u<D, KT, NTH>(sV, p.v + (long)bh * p.Nk * D, k0, p.Nk, tid);
+    /* Query rows past Nq get zero Q, dO, lse and Ds: P = 1 there but dS = 0 and dO = 0, so they
+     * add exact zeros to dK and dV. */
+    auto load_q = [&](int tile, int buf) {
+        const long r0 = (long)tile * KT;
+        load_tile_async_u<D, KT, NTH>(sQ + buf * TL, qg, r0, p.Nq, tid);
+        load_tile_async_u<D, KT, NTH>(sO + buf * TL, og, r0, p.Nq, tid);
         if (tid < KT) {
-            long r = r0 + tid;
-            sL[buf * KT + tid] = r < p.Nq ? lse[r] * SLA_LOG2E : INFINITY;
-            sD[buf * KT + tid] = r < p.Nq ? Dsg[r] : 0.f;
+            const long r = r0 + tid;
+            const bool ok = r < p.Nq;
+            cp_async4(sL + buf * KT + tid, ok ? lse + r : lse, ok);
+            cp_async4(sD + buf * KT + tid, ok ? Dsg + r : Dsg, ok);
         }
     };
-    if (n > 0) load_q(0, 0);
+    int cur = n > 0 ? seq.tile(0) : 0, nxt = n > 1 ? seq.tile(1) : 0;
+    if (n > 0) load_q(cur, 0);
     cp_async_commit();
 
     const float sl2 = SLA_LOG2E * rsqrtf((float)D);
@@ -298,10 +345,20 @@ __global__ void __launch_bounds__(128) flash_dkdv_kernel(FlashParams p) {
 
     for (int it = 0; it < n; it++) {
         const int buf = it & 1;
-        if (it + 1 < n) load_q(it + 1, buf ^ 1);
-        cp_async_commit();
-        cp_async_wait<1>();
-        __syncthreads();
+        const int tnext = RA ? nxt : (it + 1 < n ? seq.tile(it + 1) : 0);
+        const int nxt2 = RA && it + 2 < n ? seq.tile(it + 2) : 0;
+        if constexpr (!SB) {
+            if (it + 1 < n) load_q(tnext, buf ^ 1);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads(); /* tile it landed; with SB also: every warp is done with buffer buf ^ 1 */
+        if constexpr (SB) {
+            if (it + 1 < n) load_q(tnext, buf ^ 1);
+            cp_async_commit();
+        }
         const bf16 *qs = sQ + buf * TL, *os = sO + buf * TL;
         const float *Lb = sL + buf * KT, *Db = sD + buf * KT;
         float s[1][8][4], dp[1][8][4];
@@ -310,14 +367,17 @@ __global__ void __launch_bounds__(128) flash_dkdv_kernel(FlashParams p) {
         warp_gemm<1, 8, false, true>(s, sK + w * 16 * LD, LD, qs, LD, D, lane);  /* S^T = K Q^T */
         warp_gemm<1, 8, false, true>(dp, sV + w * 16 * LD, LD, os, LD, D, lane); /* dP^T = V dO^T */
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 8; j++) {
+            const float2 Lr = *reinterpret_cast<const float2 *>(Lb + j * 8 + 2 * t);
+            const float2 Dr = *reinterpret_cast<const float2 *>(Db + j * 8 + 2 * t);
+            const float L2[2] = {__fmul_rn(Lr.x, SLA_LOG2E), __fmul_rn(Lr.y, SLA_LOG2E)}, D2[2] = {Dr.x, Dr.y};
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                int c = j * 8 + 2 * t + (e & 1);
-                float pr = fast_exp2(s[0][j][e] * sl2 - Lb[c]);
+                float pr = fast_exp2(s[0][j][e] * sl2 - L2[e & 1]);
                 s[0][j][e] = pr;
-                dp[0][j][e] = pr * (dp[0][j][e] - Db[c]);
+                dp[0][j][e] = pr * (dp[0][j][e] - D2[e & 1]);
             }
+        }
 #pragma unroll
         for (int kc = 0; kc < 4; kc++) {
             uint32_t a[4] = {pack_bf16(s[0][2 * kc][0], s[0][2 * kc][1]), pack_bf16(s[0][2 * kc][2], s[0][2 * kc][3]),
@@ -338,7 +398,8 @@ __global__ void __launch_bounds__(128) flash_dkdv_kernel(FlashParams p) {
                 mma16816(dk[0][2 * d2 + 1], ad, b[2], b[3]);
             }
         }
-        __syncthreads();
+        if constexpr (!SB) __syncthreads();
+        cur = tnext, nxt = nxt2;
     }
     cp_async_wait<0>();
 
@@ -370,32 +431,75 @@ template <int D> __global__ void __launch_bounds__(256) flash_prep_kernel(const 
     if (r < rows && threadIdx.x % TPR == 0) Ds[r] = s;
 }
 
-template <int D, int BQ> void launch_fwd(const FlashParams &p, int BH) {
+/* Measurement knob: SLA_FLASH_VARIANT, a bit mask read once (unset = 0, the default kernels).
+ * Bit 0: dQ in one CTA of 128 rows per 128-row query block (8 warps, 1 CTA per SM) instead of two
+ * CTAs of 64 rows (4 warps each, 2 CTAs per SM, whose barriers and softmax phases interleave).
+ * Bit 1: two barriers per iteration (MODE without SB) in all three kernels.
+ * Bit 2: dQ and dK/dV without the list read-ahead (the forward never reads ahead: on an H100 it
+ * cost more in registers than it saved). */
+int flash_variant() {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("SLA_FLASH_VARIANT");
+        v = e && *e ? atoi(e) : 0;
+    }
+    return v;
+}
+/* MODE of the dq and dk/dv kernels from the knob. */
+int flash_bwd_mode() {
+    const int v = flash_variant();
+    return ((v & 4) ? 0 : 1) | ((v & 2) ? 0 : 4);
+}
+
+template <int D, int BQ, int MODE> void launch_fwd_mode(const FlashParams &p, int BH) {
     constexpr int smem = (BQ + 4 * KT) * (D + 8) * 2, WM = BQ == 128 ? 2 : 1;
     static bool init = false;
-    if (!init) sla_smem_limit(flash_fwd_kernel<D, BQ, WM>, smem), init = true;
+    if (!init) sla_smem_limit(flash_fwd_kernel<D, BQ, WM, MODE>, smem), init = true;
     dim3 grid((p.Nq + BQ - 1) / BQ, BH);
-    flash_fwd_kernel<D, BQ, WM><<<grid, BQ * 2 / WM, smem, cuda_stream()>>>(p);
+    flash_fwd_kernel<D, BQ, WM, MODE><<<grid, BQ * 2 / WM, smem, cuda_stream()>>>(p);
     CUDA_CHECK_LAUNCH();
 }
+template <int D, int BQ> void launch_fwd(const FlashParams &p, int BH) {
+    if (flash_variant() & 2) launch_fwd_mode<D, BQ, 2>(p, BH);
+    else launch_fwd_mode<D, BQ, 6>(p, BH);
+}
 
-template <int D, int BQ> void launch_dq(const FlashParams &p, int BH) {
+/* qsub CTAs of BQ rows per lut query block (qsub = blk_q / BQ). */
+template <int D, int BQ, int MODE> void launch_dq_mode(const FlashParams &p0, int BH, int qsub) {
     constexpr int smem = (2 * BQ + 4 * KT) * (D + 8) * 2;
     static bool init = false;
-    if (!init) sla_smem_limit(flash_dq_kernel<D, BQ>, smem), init = true;
+    if (!init) sla_smem_limit(flash_dq_kernel<D, BQ, MODE>, smem), init = true;
+    FlashParams p = p0;
+    p.qsub = qsub;
     dim3 grid((p.Nq + BQ - 1) / BQ, BH);
-    flash_dq_kernel<D, BQ><<<grid, BQ * 2, smem, cuda_stream()>>>(p);
+    flash_dq_kernel<D, BQ, MODE><<<grid, BQ * 2, smem, cuda_stream()>>>(p);
     CUDA_CHECK_LAUNCH();
 }
+template <int D, int BQ> void launch_dq(const FlashParams &p, int BH, int qsub) {
+    switch (flash_bwd_mode()) {
+    case 5: launch_dq_mode<D, BQ, 5>(p, BH, qsub); break;
+    case 4: launch_dq_mode<D, BQ, 4>(p, BH, qsub); break;
+    case 1: launch_dq_mode<D, BQ, 1>(p, BH, qsub); break;
+    default: launch_dq_mode<D, BQ, 0>(p, BH, qsub); break;
+    }
+}
 
-template <int D> void launch_dkdv(const FlashParams &p, int BH) {
+template <int D, int MODE> void launch_dkdv_mode(const FlashParams &p, int BH) {
     constexpr int smem = 6 * KT * (D + 8) * 2 + 4 * KT * 4;
     static bool init = false;
-    if (!init) sla_smem_limit(flash_dkdv_kernel<D>, smem), init = true;
+    if (!init) sla_smem_limit(flash_dkdv_kernel<D, MODE>, smem), init = true;
     /* ordered: every tile of every key block (an all-padding last tile writes nothing) */
     dim3 grid(p.order ? p.Tk * p.tpb : (p.Nk + KT - 1) / KT, BH);
-    flash_dkdv_kernel<D><<<grid, 128, smem, cuda_stream()>>>(p);
+    flash_dkdv_kernel<D, MODE><<<grid, 128, smem, cuda_stream()>>>(p);
     CUDA_CHECK_LAUNCH();
+}
+template <int D> void launch_dkdv(const FlashParams &p, int BH) {
+    switch (flash_bwd_mode()) {
+    case 5: launch_dkdv_mode<D, 5>(p, BH); break;
+    case 4: launch_dkdv_mode<D, 4>(p, BH); break;
+    case 1: launch_dkdv_mode<D, 1>(p, BH); break;
+    default: launch_dkdv_mode<D, 0>(p, BH); break;
+    }
 }
 
 } // namespace
@@ -409,10 +513,11 @@ void flash_forward(const FlashParams &p, int BH, int D, int bq) {
 }
 
 void flash_backward_dq(const FlashParams &p, int BH, int D, int bq) {
-    if (D == 128 && bq == 128) launch_dq<128, 128>(p, BH);
-    else if (D == 128 && bq == 64) launch_dq<128, 64>(p, BH);
-    else if (D == 64 && bq == 128) launch_dq<64, 128>(p, BH);
-    else if (D == 64 && bq == 64) launch_dq<64, 64>(p, BH);
+    const bool one = bq == 128 && (flash_variant() & 1);
+    if (D == 128 && one) launch_dq<128, 128>(p, BH, 1);
+    else if (D == 128 && (bq == 64 || bq == 128)) launch_dq<128, 64>(p, BH, bq / 64);
+    else if (D == 64 && one) launch_dq<64, 128>(p, BH, 1);
+    else if (D == 64 && (bq == 64 || bq == 128)) launch_dq<64, 64>(p, BH, bq / 64);
     else CHECK(0, "flash_backward_dq: unsupported head dim %d / query block %d", D, bq);
 }
 

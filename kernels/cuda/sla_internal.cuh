@@ -32,6 +32,7 @@ struct FlashParams {
     const int *order;
     int Nq, Nk;
     int add;
+    int qsub; /* launcher-internal: CTAs per lut query block (0 or 1: one) */
 };
 
 /* o, lse (and os) for query blocks of bq rows (64 or 128). */

@@ -87,6 +87,29 @@ __device__ __forceinline__ void load_tile_async(bf16 *s, const bf16 *base, long 
     }
 }
 
+/* load_tile_async with the tile's rows and the CTA's threads known at compile time: no loop
+ * bookkeeping, every thread issues exactly ROWS * D / 8 / NTH copies. */
+template <int D, int ROWS, int NTH>
+__device__ __forceinline__ void load_tile_async_u(bf16 *s, const bf16 *base, long row0, long nrows, int tid) {
+    constexpr int CPR = D / 8, STEP = NTH / CPR; /* rows covered per pass */
+    static_assert(NTH % CPR == 0 && ROWS % STEP == 0, "tile chunks must split evenly over the threads");
+    const int r = tid / CPR, k = (tid % CPR) * 8;
+    const long lim = nrows - row0 - r; /* pass i is in range when i * STEP < lim */
+    const bf16 *src = base + (row0 + r) * D + k;
+    bf16 *dst = s + r * (D + 8) + k;
+#pragma unroll
+    for (int i = 0; i < ROWS / STEP; i++) {
+        const bool ok = i * STEP < lim;
+        cp_async16(dst + i * STEP * (D + 8), ok ? src + (long)i * STEP * D : base, ok);
+    }
+}
+
+/* 4 bytes global -> shared; zero-filled when !valid (src is then not read but must be mapped). */
+__device__ __forceinline__ void cp_async4(void *smem, const void *gmem, bool valid) {
+    int n = valid ? 4 : 0;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem), "r"(n));
+}
+
 /* ---- warp GEMM on shared-memory operands -----------------------------------------------------
  * acc[MT][NT] (a (16 MT) x (8 NT) tile) += A * B over k in [0, K), K a multiple of 16, NT even.
  * A element (m, k) sits at A[m * lda + k], or at A[k * lda + m] when AT; B element (k, n) at
