@@ -18,44 +18,19 @@
 #include "dataset.h"
 #include "synth.h"
 #include "test_util.h"
+#include "tool_run.h"
 
 static const char *g_tool;
 static char g_dir[64], g_out[128], g_stdout[16384], g_stderr[4096];
 
-static void read_all(const char *path, char *buf, size_t len) {
-    buf[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    size_t n = fread(buf, 1, len - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-}
-
 /* Runs the tool with args (NULL-terminated), capturing stdout and stderr; returns the exit code. */
 static int run_tool(const char *const *args) {
-    char out_path[160], err_path[160];
-    snprintf(out_path, sizeof out_path, "%s/stdout.txt", g_dir);
-    snprintf(err_path, sizeof err_path, "%s/stderr.txt", g_dir);
     const char *argv[32];
     int n = 0;
     argv[n++] = g_tool;
     for (int i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
     argv[n] = NULL;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644),
-            fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fo, 1), dup2(fe, 2);
-        execv(g_tool, (char *const *)argv);
-        _exit(127);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    read_all(out_path, g_stdout, sizeof g_stdout);
-    read_all(err_path, g_stderr, sizeof g_stderr);
-    unlink(out_path), unlink(err_path);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return tool_run(argv, g_dir, g_stdout, sizeof g_stdout, g_stderr, sizeof g_stderr);
 }
 
 static int file_exists(const char *path) { return access(path, F_OK) == 0; }

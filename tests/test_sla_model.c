@@ -27,6 +27,7 @@
 #include "safetensors.h"
 #include "st_write.h"
 #include "test_util.h"
+#include "tool_run.h"
 #include "weights.h"
 
 enum { B = 2, F = 2, HL = 8, WL = 6, LT = 5 };
@@ -45,13 +46,6 @@ static const char *path_in(const char *name) {
 
 static int file_exists(const char *path) { return access(path, F_OK) == 0; }
 
-static void slurp(const char *path, char *buf, size_t len) {
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
-    buf[n] = '\0';
-    if (f) fclose(f);
-}
-
 /* Runs the tool with args (NULL-terminated; "@name" becomes dir/name); returns its exit status. */
 static int run_tool(const char *const *args) {
     const char *argv[48];
@@ -59,19 +53,7 @@ static int run_tool(const char *const *args) {
     argv[n++] = g_tool;
     for (int i = 0; args[i] && n < 47; i++) argv[n++] = args[i][0] == '@' ? path_in(args[i] + 1) : args[i];
     argv[n] = NULL;
-    const char *out_path = path_in("stdout.txt"), *err_path = path_in("stderr.txt");
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fo, 1), dup2(fe, 2);
-        execv(g_tool, (char *const *)argv);
-        _exit(127);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    slurp(out_path, g_stdout, sizeof g_stdout);
-    slurp(err_path, g_stderr, sizeof g_stderr);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return tool_run(argv, g_dir, g_stdout, sizeof g_stdout, g_stderr, sizeof g_stderr);
 }
 
 static void die_setup(const char *what, const char *err) {
@@ -425,7 +407,7 @@ static void error_cases(void) {
     const char *bad[] = {"--config", "@tiny.cfg", "--weights", "@w.h5", "--in", "@tbig.h5", "--out", "@out.h5", NULL};
     rc = run_tool(bad);
     char kept[16];
-    slurp(path_in("out.h5"), kept, sizeof kept);
+    tool_read_file(path_in("out.h5"), kept, sizeof kept);
     EXPECT(rc == 2 && !strcmp(kept, "keep") && !file_exists(path_in("out.h5.tmp")), "an existing OUT.h5 was touched");
     remove(path_in("out.h5"));
     const char *help[] = {"--help", NULL};

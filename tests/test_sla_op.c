@@ -22,6 +22,7 @@
 
 #include "h5_tensor.h"
 #include "ops.h"
+#include "tool_run.h"
 
 enum { B = 1, H = 2, N = 150, D = 16 };
 
@@ -128,13 +129,6 @@ static void write_inputs(const char *name, const inputs_t *in, int with_grad_and
 
 /* ---- running the tool -------------------------------------------------------------------- */
 
-static void slurp(const char *path, char *buf, size_t len) {
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
-    buf[n] = '\0';
-    if (f) fclose(f);
-}
-
 /* Runs sla-op with args (NULL-terminated; "@IN"/"@OUT" become dir/in_name and dir/out.h5);
  * returns its exit status and leaves its stdout/stderr in g_stdout/g_stderr. */
 static int run_tool(const char *in_name, const char *const *args) {
@@ -145,19 +139,7 @@ static int run_tool(const char *in_name, const char *const *args) {
         argv[n++] = !strcmp(args[i], "@IN") ? path_in_dir(in_name) : !strcmp(args[i], "@OUT") ? path_in_dir("out.h5")
                   : !strcmp(args[i], "@NODIR") ? path_in_dir("nodir/out.h5") : args[i];
     argv[n] = NULL;
-    const char *out_path = path_in_dir("stdout.txt"), *err_path = path_in_dir("stderr.txt");
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fo, 1), dup2(fe, 2);
-        execv(g_tool, (char *const *)argv);
-        _exit(127);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    slurp(out_path, g_stdout, sizeof g_stdout);
-    slurp(err_path, g_stderr, sizeof g_stderr);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return tool_run(argv, g_dir, g_stdout, sizeof g_stdout, g_stderr, sizeof g_stderr);
 }
 
 /* ---- reference and comparison ------------------------------------------------------------ */
@@ -491,7 +473,7 @@ static void error_cases(const inputs_t *in) {
     error_case_t c = {"int_q.h5", {IO, NULL}, "expected float32"};
     int rc = run_tool(c.input, c.args);
     char old[16];
-    slurp(path_in_dir("out.h5"), old, sizeof old);
+    tool_read_file(path_in_dir("out.h5"), old, sizeof old);
     EXPECT(rc == 2 && !strcmp(old, "old"), "a failed run modified an existing out.h5 (exit %d)", rc);
     EXPECT(!file_exists(path_in_dir("out.h5.tmp")), "out.h5.tmp left behind");
 }
