@@ -16,7 +16,7 @@
 /* After every launch: catches bad configurations at once (asynchronous faults surface later). */
 #define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
 
-/* The stream every op of the backend runs on (the default stream until set otherwise). */
+/* The stream every op of the backend runs on (the default stream until cuda_set_stream). */
 extern "C" cudaStream_t cuda_stream(void);
 
 #endif

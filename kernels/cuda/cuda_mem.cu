@@ -2,7 +2,11 @@
 #include "cuda_common.cuh"
 #include "cuda_mem.h"
 
-extern "C" cudaStream_t cuda_stream(void) { return 0; }
+static cudaStream_t g_stream = 0;
+
+extern "C" cudaStream_t cuda_stream(void) { return g_stream; }
+
+extern "C" void cuda_set_stream(void *stream) { g_stream = static_cast<cudaStream_t>(stream); }
 
 extern "C" int cuda_device_count(void) {
     int n = 0;

@@ -18,6 +18,9 @@ void cuda_mem_download(void *dst, const void *src, size_t bytes);
 void cuda_mem_copy_d2d(void *dst, const void *src, size_t bytes);
 /* Free and total bytes of device memory (cudaMemGetInfo). */
 void cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
+/* Makes `stream` (a cudaStream_t; NULL for the default stream) the stream every op of the backend
+ * runs on from now on, e.g. a stream being captured into a CUDA graph. */
+void cuda_set_stream(void *stream);
 /* Waits for all work on the backend's stream. */
 void cuda_sync(void);
 
