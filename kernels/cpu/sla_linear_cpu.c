@@ -67,9 +67,8 @@ static int is_linear(const sla_config_t *cfg, const sla_dims_t *d, const unsigne
     return cfg->variant == SLA_VARIANT_ALL || mark[(long)i * d->Tn + j] == SLA_MARK_MARGINAL;
 }
 
-/* out [Tm, n] = for each query block i, the sum of in [Tn, n] over its linear key blocks.
- * Returns in has_any[i] whether block i has any. Serves H_i, Z_i (forward) and, with the roles of
- * query and key blocks swapped by the caller, nothing else: the backward has its own loop. */
+/* out [Tm, n] = for each query block i, the sum of in [Tn, n] over its linear key blocks (H_i from
+ * h_j with n = D*D, Z_i from z_j with n = D); has_any[i] says whether block i has any. */
 static void sum_linear_blocks(const sla_config_t *cfg, const sla_dims_t *d, const unsigned char *mark, int n,
                               const double *in, double *out, int *has_any) {
     memset(out, 0, sizeof(double) * (unsigned long)d->Tm * n);
