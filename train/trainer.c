@@ -174,9 +174,15 @@ static int load_start_state(trainer_t *tr) {
             free_host_state(&s);
             return fail("sla-train: the checkpoint's data cursor does not fit this dataset: %s", err);
         }
-        if (s.seed != cfg->seed)
+        if (s.seed != cfg->seed) { /* the data order and noise continue the checkpoint's streams */
             fprintf(stderr, "warning: the checkpoint's seed %llu replaces the config's seed %llu\n",
                     (unsigned long long)s.seed, (unsigned long long)cfg->seed);
+            sampler_free(&tr->sampler);
+            if (sampler_init(&tr->sampler, s.seed, tr->data.n, err, sizeof err)) {
+                free_host_state(&s);
+                return fail("sla-train: %s", err);
+            }
+        }
         tr->step = s.step, tr->cursor = c, tr->seed = s.seed, tr->bad_steps = s.bad_steps;
         printf("resumed from %s at step %lld\n", path, (long long)s.step);
     } else {
