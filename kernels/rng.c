@@ -36,11 +36,12 @@ void rng_uniform_fill(rng_key_t key, uint32_t c0, uint32_t c1, float *x, long n)
 
 void rng_normal_fill(rng_key_t key, uint32_t c0, uint32_t c1, float *x, long n, float scale) {
     uint32_t r[4];
-    for (long i = 0; i < n; i++) {
+    for (long i = 0; i < n; i += 2) {
         if (i % 4 == 0) rng_philox(key, c0, c1, (uint32_t)(i / 4), r);
-        int pair = (int)(i % 4) & ~1; /* lanes (0,1) and (2,3) form Box-Muller pairs */
+        int pair = (int)(i % 4); /* lanes (0,1) and (2,3) form Box-Muller pairs: cos, then sin */
         double u = (r[pair] >> 8) * (1.0 / 16777216.0) + (0.5 / 16777216.0), v = u01(r[pair + 1]);
-        double rad = sqrt(-2.0 * log(u)), ang = 6.283185307179586 * v;
-        x[i] = (float)(scale * rad * (i % 2 ? sin(ang) : cos(ang)));
+        double rad = scale * sqrt(-2.0 * log(u)), ang = 6.283185307179586 * v;
+        x[i] = (float)(rad * cos(ang));
+        if (i + 1 < n) x[i + 1] = (float)(rad * sin(ang));
     }
 }
