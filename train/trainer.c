@@ -25,6 +25,15 @@ void trainer_catch_signals(void) {
     signal(SIGINT, on_signal);
 }
 
+/* One micro-batch on the host, read and noised: the samples at `cursor` for (step, micro). */
+typedef struct host_batch {
+    int64_t step;                         /* optimizer step (1-based) it belongs to; 0 when empty */
+    int micro;
+    sampler_cursor_t cursor, next_cursor; /* where it was read, and the cursor after it */
+    int64_t *indices;                     /* [batch] */
+    float *x0, *xs, *target, *t, *text;   /* [batch, latent_numel] x3, [batch], [batch, text_numel] */
+} host_batch_t;
+
 typedef struct trainer {
     const run_config_t *cfg;
     trainer_rank_t who;
@@ -36,14 +45,13 @@ typedef struct trainer {
     int64_t step, bad_steps;
     sampler_cursor_t cursor;
     uint64_t seed;
-    /* one micro-batch: host staging and device tensors */
-    int64_t *indices;
-    float *x0, *xs, *target, *t, *text;   /* host */
+    host_batch_t staged[2];               /* host micro-batches: the current one and the prefetched next */
     tensor_t d_lat, d_t, d_text, d_target, d_pred, d_dpred;
     tensor_t d_tpred, d_dpred2;           /* teacher prediction and the distillation gradient */
     FILE *metrics;
     char config_text[8192];
     double sparsity;                      /* fraction of key blocks skipped by SLA's sparse branch */
+    double time_data, time_opt;           /* this step: host data work not hidden behind the GPU, optimizer */
 } trainer_t;
 
 static double now_s(void) {
@@ -66,12 +74,16 @@ static void alloc_batch(trainer_t *tr) {
     device_t dev = tr->model.device;
     int64_t B = tr->cfg->batch;
     int64_t lat[5] = {B, ds->channels, ds->frames, ds->height, ds->width};
-    tr->indices = xcalloc((unsigned long)B, sizeof(int64_t));
-    tr->x0 = xmalloc(sizeof(float) * (unsigned long)(B * ds->latent_numel));
-    tr->xs = xmalloc(sizeof(float) * (unsigned long)(B * ds->latent_numel));
-    tr->target = xmalloc(sizeof(float) * (unsigned long)(B * ds->latent_numel));
-    tr->text = xmalloc(sizeof(float) * (unsigned long)(B * ds->text_numel));
-    tr->t = xmalloc(sizeof(float) * (unsigned long)B);
+    for (int k = 0; k < 2; k++) {
+        host_batch_t *h = &tr->staged[k];
+        h->step = 0;
+        h->indices = xcalloc((unsigned long)B, sizeof(int64_t));
+        h->x0 = xmalloc(sizeof(float) * (unsigned long)(B * ds->latent_numel));
+        h->xs = xmalloc(sizeof(float) * (unsigned long)(B * ds->latent_numel));
+        h->target = xmalloc(sizeof(float) * (unsigned long)(B * ds->latent_numel));
+        h->text = xmalloc(sizeof(float) * (unsigned long)(B * ds->text_numel));
+        h->t = xmalloc(sizeof(float) * (unsigned long)B);
+    }
     tr->d_lat = tensor_alloc(DTYPE_F32, dev, 5, lat);
     tr->d_target = tensor_alloc(DTYPE_F32, dev, 5, lat);
     tr->d_pred = tensor_alloc(DTYPE_F32, dev, 5, lat);
@@ -209,25 +221,49 @@ static int load_start_state(trainer_t *tr) {
     return 0;
 }
 
-/* One micro-batch: read, noise, forward, loss, backward. Returns the loss or NaN. */
-static double micro_step(trainer_t *tr, int micro) {
-    const run_config_t *cfg = tr->cfg;
+/* Reads and noises the micro-batch (step, micro) at `cursor` into h. */
+static void prepare_batch(trainer_t *tr, host_batch_t *h, int64_t step, int micro, sampler_cursor_t cursor) {
     const dataset_t *ds = &tr->data;
-    int B = cfg->batch, W = tr->who.world;
+    int B = tr->cfg->batch, W = tr->who.world;
     char err[1024];
-    sampler_indices(&tr->sampler, tr->cursor, tr->who.rank, W, B, tr->indices);
+    sampler_indices(&tr->sampler, cursor, tr->who.rank, W, B, h->indices);
     for (int i = 0; i < B; i++)
-        if (dataset_read(&tr->data, tr->indices[i], tr->x0 + (size_t)i * ds->latent_numel,
-                         tr->text + (size_t)i * ds->text_numel, err, sizeof err)) {
+        if (dataset_read(&tr->data, h->indices[i], h->x0 + (size_t)i * ds->latent_numel,
+                         h->text + (size_t)i * ds->text_numel, err, sizeof err)) {
             fprintf(stderr, "sla-train: %s\n", err);
             exit(1);
         }
     int64_t first_slot = ((int64_t)micro * W + tr->who.rank) * B;
-    flow_noise_batch(tr->seed, tr->step + 1, first_slot, B, (long)ds->latent_numel, cfg->shift, tr->x0, tr->xs,
-                     tr->target, tr->t);
-    upload(&tr->d_lat, tr->xs), upload(&tr->d_target, tr->target), upload(&tr->d_t, tr->t);
-    upload(&tr->d_text, tr->text);
-    tr->cursor = sampler_advance(&tr->sampler, tr->cursor, W, B);
+    flow_noise_batch(tr->seed, step, first_slot, B, (long)ds->latent_numel, tr->cfg->shift, h->x0, h->xs, h->target,
+                     h->t);
+    h->step = step, h->micro = micro, h->cursor = cursor;
+    h->next_cursor = sampler_advance(&tr->sampler, cursor, W, B);
+}
+
+/* The staged batch for (step, micro) at the current cursor, prepared now if it was not prefetched. */
+static host_batch_t *batch_for(trainer_t *tr, int64_t step, int micro) {
+    for (int k = 0; k < 2; k++) {
+        host_batch_t *h = &tr->staged[k];
+        if (h->step == step && h->micro == micro && h->cursor.epoch == tr->cursor.epoch &&
+            h->cursor.position == tr->cursor.position)
+            return h;
+    }
+    prepare_batch(tr, &tr->staged[0], step, micro, tr->cursor);
+    return &tr->staged[0];
+}
+
+/* One micro-batch: upload, forward, loss, backward; while the GPU runs the backward, the host
+ * reads and noises the next micro-batch (the same numbers as without prefetching: they depend only
+ * on seed, step, slot and cursor). Returns the loss or NaN. */
+static double micro_step(trainer_t *tr, int micro) {
+    const run_config_t *cfg = tr->cfg;
+    int64_t step = tr->step + 1;
+    double t0 = now_s();
+    host_batch_t *h = batch_for(tr, step, micro);
+    upload(&tr->d_lat, h->xs), upload(&tr->d_target, h->target), upload(&tr->d_t, h->t);
+    upload(&tr->d_text, h->text);
+    tr->cursor = h->next_cursor;
+    tr->time_data += now_s() - t0;
     dit_forward(&tr->model, &tr->d_lat, &tr->d_t, &tr->d_text, &tr->d_pred);
     double loss = mse_loss(&tr->d_pred, &tr->d_target, 1.0 / cfg->grad_accum, &tr->d_dpred);
     if (tr->teacher.acts) { /* distillation: + w * mean((pred - teacher pred)^2) */
@@ -237,6 +273,10 @@ static double micro_step(trainer_t *tr, int micro) {
         tensor_axpy(1.0f, &tr->d_dpred2, &tr->d_dpred);
     }
     if (isfinite(loss)) dit_backward(&tr->model, &tr->d_dpred);
+    int last = micro + 1 == cfg->grad_accum;
+    if (!last || step < cfg->steps) /* prefetch into the slot not in use */
+        prepare_batch(tr, h == &tr->staged[0] ? &tr->staged[1] : &tr->staged[0], last ? step + 1 : step,
+                      last ? 0 : micro + 1, tr->cursor);
     return loss;
 }
 
@@ -266,13 +306,17 @@ static void log_step(trainer_t *tr, double loss, double gnorm, double lr, double
     double elapsed = now_s() - t_start, per_step = elapsed / (double)(tr->step - first_step);
     double eta = per_step * (double)(cfg->steps - tr->step);
     if (tr->step % cfg->log_every == 0 || tr->step == cfg->steps || skipped)
-        printf("step %lld/%d  loss %.5f  grad %.3f  lr %.2e  %.3f s/step  %.0f tok/s  ETA %.0fs%s\n",
-               (long long)tr->step, cfg->steps, loss, gnorm, lr, dt, tokens / dt, eta, skipped ? "  (skipped)" : "");
+        printf("step %lld/%d  loss %.5f  grad %.3f  lr %.2e  %.3f s/step (data %.3f, norm+opt %.3f)  %.0f tok/s  "
+               "ETA %.0fs%s\n",
+               (long long)tr->step, cfg->steps, loss, gnorm, lr, dt, tr->time_data, tr->time_opt, tokens / dt, eta,
+               skipped ? "  (skipped)" : "");
     if (tr->metrics) {
         fprintf(tr->metrics,
                 "{\"step\": %lld, \"loss\": %.9g, \"grad_norm\": %.9g, \"lr\": %.9g, \"time\": %.6f, "
-                "\"tokens_per_s\": %.3f, \"sparsity\": %.6f, \"skipped\": %s}\n",
-                (long long)tr->step, loss, gnorm, lr, dt, tokens / dt, tr->sparsity, skipped ? "true" : "false");
+                "\"time_data\": %.6f, \"time_opt\": %.6f, \"tokens_per_s\": %.3f, \"sparsity\": %.6f, "
+                "\"skipped\": %s}\n",
+                (long long)tr->step, loss, gnorm, lr, dt, tr->time_data, tr->time_opt, tokens / dt, tr->sparsity,
+                skipped ? "true" : "false");
         fflush(tr->metrics);
     }
     fflush(stdout);
@@ -343,7 +387,10 @@ static int setup(trainer_t *tr, const run_config_t *cfg, trainer_rank_t who) {
 
 static void teardown(trainer_t *tr) {
     if (tr->metrics) fclose(tr->metrics);
-    free(tr->indices), free(tr->x0), free(tr->xs), free(tr->target), free(tr->text), free(tr->t);
+    for (int k = 0; k < 2; k++) {
+        host_batch_t *h = &tr->staged[k];
+        free(h->indices), free(h->x0), free(h->xs), free(h->target), free(h->text), free(h->t);
+    }
     tensor_free(&tr->d_lat), tensor_free(&tr->d_t), tensor_free(&tr->d_text), tensor_free(&tr->d_target);
     tensor_free(&tr->d_pred), tensor_free(&tr->d_dpred), tensor_free(&tr->d_tpred), tensor_free(&tr->d_dpred2);
     dit_free(&tr->teacher);
@@ -364,12 +411,14 @@ int trainer_run(const run_config_t *cfg, trainer_rank_t who) {
     double t_start = now_s();
     while (tr.step < cfg->steps) {
         double t0 = now_s(), loss = 0.0;
+        tr.time_data = 0;
         dit_zero_grads(&tr.model);
         for (int micro = 0; micro < cfg->grad_accum; micro++) loss += micro_step(&tr, micro) / cfg->grad_accum;
         tr.step++;
         double gnorm = NAN, lr = lr_at(tr.step, cfg->steps, cfg->warmup, cfg->lr, cfg->min_lr,
                                        !strcmp(cfg->lr_schedule, "cosine"));
         int skipped = !isfinite(loss);
+        double t_opt = now_s();
         if (!skipped) {
             gnorm = sqrt(sum_squares(&tr.model.grads));
             skipped = !isfinite(gnorm);
@@ -389,6 +438,7 @@ int trainer_run(const run_config_t *cfg, trainer_rank_t who) {
             double clip = cfg->clip_grad > 0 && gnorm > cfg->clip_grad ? cfg->clip_grad / (gnorm + 1e-6) : 1.0;
             optimizer_step(&tr, lr, clip);
         }
+        tr.time_opt = now_s() - t_opt; /* the norm waits for the backward: it counts here */
         log_step(&tr, loss, gnorm, lr, now_s() - t0, skipped, t_start, first_step);
         int stop_here = cfg->stop_after > 0 && tr.step >= cfg->stop_after;
         int due = cfg->ckpt_every > 0 && tr.step % cfg->ckpt_every == 0;
