@@ -11,14 +11,6 @@
 #include "check.h"
 #include "dit_internal.h"
 
-static tensor_t view(const tensor_t *t, int ndim, const int64_t *shape) {
-    tensor_t v = tensor_make(t->dtype, t->device, ndim, shape);
-    v.data = t->data;
-    CHECK(tensor_numel(&v) == tensor_numel(t), "view of %lld elements as %lld", (long long)tensor_numel(t),
-          (long long)tensor_numel(&v));
-    return v;
-}
-
 static tensor_t param_in(const dit_t *m, const tensor_t *arena, int i) {
     if (i < 0) return tensor_make(DTYPE_F32, m->device, 0, NULL); /* absent: an empty descriptor */
     const param_info_t *p = &m->table.p[i];
@@ -30,6 +22,14 @@ static tensor_t param_in(const dit_t *m, const tensor_t *arena, int i) {
 tensor_t dit_param(const dit_t *m, int i) { return param_in(m, &m->params, i); }
 tensor_t dit_param_work(const dit_t *m, int i) { return param_in(m, &m->params_work, i); }
 tensor_t dit_grad(const dit_t *m, int i) { return param_in(m, &m->grads, i); }
+
+tensor_t dit_view(const tensor_t *t, int ndim, const int64_t *shape) {
+    tensor_t v = tensor_make(t->dtype, t->device, ndim, shape);
+    v.data = t->data;
+    CHECK(tensor_numel(&v) == tensor_numel(t), "view of %lld elements as %lld", (long long)tensor_numel(t),
+          (long long)tensor_numel(&v));
+    return v;
+}
 
 tensor_t dit_chunk(const tensor_t *e, int k) {
     int64_t B = e->shape[1], C = e->shape[2];
@@ -259,7 +259,7 @@ static void lin_work_bwd(const dit_t *m, const char *w, const char *b, const ten
 }
 
 /* The patch embedding's Conv3d weight [C, 16, 1, 2, 2] as a Linear weight [C, 64]. */
-static tensor_t as_matrix(const tensor_t *w) { return view(w, 2, (int64_t[]){w->shape[0], tensor_numel(w) / w->shape[0]}); }
+static tensor_t as_matrix(const tensor_t *w) { return dit_view(w, 2, (int64_t[]){w->shape[0], tensor_numel(w) / w->shape[0]}); }
 
 static void check_inputs(const dit_t *m, const tensor_t *latents, const tensor_t *t, const tensor_t *text) {
     int64_t want[5] = {m->B, m->cfg.in_channels, m->F, m->H, m->W};
@@ -283,8 +283,8 @@ void dit_forward(dit_t *m, const tensor_t *latents, const tensor_t *t, const ten
     lin_f32(m, "time_embedding.2.weight", "time_embedding.2.bias", &A->e1s, &A->e);
     silu_forward(&A->e, &A->es);
     lin_f32(m, "time_projection.1.weight", "time_projection.1.bias", &A->es, &A->e0flat);
-    tensor_t e0flat4 = view(&A->e0flat, 4, (int64_t[]){1, m->B, 6, m->cfg.dim});
-    tensor_t e04 = view(&A->e0, 4, (int64_t[]){1, 6, m->B, m->cfg.dim});
+    tensor_t e0flat4 = dit_view(&A->e0flat, 4, (int64_t[]){1, m->B, 6, m->cfg.dim});
+    tensor_t e04 = dit_view(&A->e0, 4, (int64_t[]){1, 6, m->B, m->cfg.dim});
     head_transpose(&e0flat4, &e04);
     for (int l = 0; l < m->cfg.layers; l++) {
         tensor_copy(&A->e_blk[l], &A->e0);
@@ -372,8 +372,8 @@ void dit_backward(dit_t *m, const tensor_t *dpred) {
     gelu_backward(&A->ctx_h1, &A->dctx_h2, &A->dctx_h1);
     lin_work_bwd(m, "text_embedding.0.weight", "text_embedding.0.bias", &A->ctx_in, &A->dctx_h1, NULL);
     /* time path */
-    tensor_t de04 = view(&A->de0, 4, (int64_t[]){1, 6, m->B, m->cfg.dim});
-    tensor_t de0flat4 = view(&A->de0flat, 4, (int64_t[]){1, m->B, 6, m->cfg.dim});
+    tensor_t de04 = dit_view(&A->de0, 4, (int64_t[]){1, 6, m->B, m->cfg.dim});
+    tensor_t de0flat4 = dit_view(&A->de0flat, 4, (int64_t[]){1, m->B, 6, m->cfg.dim});
     head_transpose(&de04, &de0flat4);
     lin_f32_bwd(m, "time_projection.1.weight", "time_projection.1.bias", &A->es, &A->de0flat, &A->des);
     silu_backward(&A->e, &A->des, &A->des);

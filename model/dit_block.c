@@ -11,14 +11,6 @@
 #include "check.h"
 #include "dit_internal.h"
 
-static tensor_t view(const tensor_t *t, int ndim, const int64_t *shape) {
-    tensor_t v = tensor_make(t->dtype, t->device, ndim, shape);
-    v.data = t->data;
-    CHECK(tensor_numel(&v) == tensor_numel(t), "view of %lld elements as %lld", (long long)tensor_numel(t),
-          (long long)tensor_numel(&v));
-    return v;
-}
-
 static void lin_fwd(const dit_t *m, int wi, int bi, const tensor_t *x, tensor_t *y) {
     tensor_t w = dit_param_work(m, wi), b = dit_param_work(m, bi);
     linear_forward(x, &w, &b, y);
@@ -32,7 +24,7 @@ static void lin_bwd(const dit_t *m, int wi, int bi, const tensor_t *x, const ten
 /* [B,N,C] <-> [B,N,H,D] views for the head transposes. */
 static tensor_t heads_view(const dit_t *m, const tensor_t *t, int64_t N) {
     int64_t H = m->cfg.heads, D = m->cfg.dim / H;
-    return view(t, 4, (int64_t[]){m->B, N, H, D});
+    return dit_view(t, 4, (int64_t[]){m->B, N, H, D});
 }
 
 static int sla_dims_for(const dit_t *m, sla_dims_t *d) {

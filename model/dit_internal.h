@@ -70,6 +70,8 @@ struct dit_acts {
 void block_forward(dit_t *m, int layer, block_acts_t *a, const tensor_t *x_in, tensor_t *x_out);
 void block_backward(dit_t *m, int layer, block_acts_t *a);
 
+/* The same data under another shape with as many elements (CHECKed). */
+tensor_t dit_view(const tensor_t *t, int ndim, const int64_t *shape);
 /* Views into a [6,B,C] or [2,B,C] modulation tensor: chunk k as [B,C]. */
 tensor_t dit_chunk(const tensor_t *e, int k);
 
