@@ -42,19 +42,6 @@ static void tmp_dir_make(void) {
 
 static void tmp_path(char *buf, size_t len, const char *name) { snprintf(buf, len, "%s/%s", g_dir, name); }
 
-static void tmp_dir_remove(void) {
-    DIR *d = opendir(g_dir);
-    struct dirent *e;
-    char p[512];
-    while (d && (e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-            unlink(p);
-        }
-    if (d) closedir(d);
-    rmdir(g_dir);
-}
-
 static int file_exists(const char *path) { return access(path, F_OK) == 0; }
 
 enum { C = 16, F = 2, H = 3, W = 5, LT = 4, DT = 6 };
@@ -617,6 +604,6 @@ int main(void) {
     test_sampler_worlds();
     printf("sampler stream: epoch wrap mid-batch and batches larger than n match the concatenated permutations\n");
     test_synth();
-    tmp_dir_remove();
+    test_remove_dir(g_dir);
     return test_summary("test_data");
 }

@@ -172,19 +172,6 @@ static void test_refusals(void) {
     unlink(g_out);
 }
 
-static void remove_dir(void) {
-    DIR *d = opendir(g_dir);
-    struct dirent *e;
-    char p[512];
-    while (d && (e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-            unlink(p);
-        }
-    if (d) closedir(d);
-    rmdir(g_dir);
-}
-
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_sla_data PATH/TO/sla-data\n");
@@ -199,6 +186,6 @@ int main(int argc, char **argv) {
     snprintf(g_out, sizeof g_out, "%s/out.h5", g_dir);
     test_success();
     test_refusals();
-    remove_dir();
+    test_remove_dir(g_dir);
     return test_summary("test_sla_data");
 }

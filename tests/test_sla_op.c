@@ -22,25 +22,14 @@
 
 #include "h5_tensor.h"
 #include "ops.h"
+#include "test_util.h"
 #include "tool_run.h"
 
 enum { B = 1, H = 2, N = 150, D = 16 };
 
 static const char *g_tool;
 static char g_dir[64];
-static int g_failures;
 static char g_stdout[8192], g_stderr[8192];
-
-#define EXPECT(cond, ...)                                                                  \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fflush(stdout);                                                                \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                           \
-            fprintf(stderr, __VA_ARGS__);                                                  \
-            fputc('\n', stderr);                                                           \
-            g_failures++;                                                                  \
-        }                                                                                  \
-    } while (0)
 
 typedef struct inputs {
     tensor_t q, k, v, dout, w, b;
@@ -478,15 +467,6 @@ static void error_cases(const inputs_t *in) {
     EXPECT(!file_exists(path_in_dir("out.h5.tmp")), "out.h5.tmp left behind");
 }
 
-static void remove_dir(void) {
-    DIR *dir = opendir(g_dir);
-    struct dirent *e;
-    while (dir && (e = readdir(dir)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlink(path_in_dir(e->d_name));
-    if (dir) closedir(dir);
-    rmdir(g_dir);
-}
-
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: test_sla_op PATH/TO/sla-op\n");
@@ -514,8 +494,6 @@ int main(int argc, char **argv) {
     help();
     error_cases(&in);
     inputs_free(&in);
-    remove_dir();
-    if (g_failures) fprintf(stderr, "test_sla_op: %d check(s) failed\n", g_failures);
-    else printf("test_sla_op: all checks passed\n");
-    return g_failures ? 1 : 0;
+    test_remove_dir(g_dir);
+    return test_summary("test_sla_op");
 }

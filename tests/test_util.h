@@ -6,9 +6,12 @@
 #ifndef SLA_TEST_UTIL_H
 #define SLA_TEST_UTIL_H
 
+#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 static int test_failures_ = 0, test_checks_ = 0;
 
@@ -73,6 +76,20 @@ static inline double max_abs_f64(const double *a, long n) {
     for (long i = 0; i < n; i++)
         if (!(fabs(a[i]) <= m)) m = fabs(a[i]);
     return m;
+}
+
+/* Removes the files directly in dir, then dir itself (the tests' scratch directories are flat). */
+static inline void test_remove_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[1024];
+    while (d && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    if (d) closedir(d);
+    rmdir(dir);
 }
 
 #endif

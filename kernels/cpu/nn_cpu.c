@@ -343,43 +343,30 @@ void silu_backward_f64(long n, const double *x, const double *dy, double *dx) {
     }
 }
 
-/* Elementwise ops convert one element at a time: no buffers, and in-place use is safe. */
-void gelu_forward_cpu(const tensor_t *x, tensor_t *y) {
+/* Elementwise ops convert one element at a time: no buffers, and in-place use is safe.
+ * fwd(1, &x, &y) or bwd(1, &x, &dy, &dx) is applied to every element. */
+static void map_forward(void (*fwd)(long, const double *, double *), const tensor_t *x, tensor_t *y) {
     const float *xs = x->data;
     float *ys = y->data;
     for (long i = 0; i < tensor_numel(x); i++) {
         double a = xs[i], r;
-        gelu_forward_f64(1, &a, &r);
+        fwd(1, &a, &r);
         ys[i] = (float)r;
     }
 }
 
-void gelu_backward_cpu(const tensor_t *x, const tensor_t *dy, tensor_t *dx) {
+static void map_backward(void (*bwd)(long, const double *, const double *, double *), const tensor_t *x,
+                         const tensor_t *dy, tensor_t *dx) {
     const float *xs = x->data, *gs = dy->data;
     float *ds = dx->data;
     for (long i = 0; i < tensor_numel(x); i++) {
         double a = xs[i], g = gs[i], r;
-        gelu_backward_f64(1, &a, &g, &r);
+        bwd(1, &a, &g, &r);
         ds[i] = (float)r;
     }
 }
 
-void silu_forward_cpu(const tensor_t *x, tensor_t *y) {
-    const float *xs = x->data;
-    float *ys = y->data;
-    for (long i = 0; i < tensor_numel(x); i++) {
-        double a = xs[i], r;
-        silu_forward_f64(1, &a, &r);
-        ys[i] = (float)r;
-    }
-}
-
-void silu_backward_cpu(const tensor_t *x, const tensor_t *dy, tensor_t *dx) {
-    const float *xs = x->data, *gs = dy->data;
-    float *ds = dx->data;
-    for (long i = 0; i < tensor_numel(x); i++) {
-        double a = xs[i], g = gs[i], r;
-        silu_backward_f64(1, &a, &g, &r);
-        ds[i] = (float)r;
-    }
-}
+void gelu_forward_cpu(const tensor_t *x, tensor_t *y) { map_forward(gelu_forward_f64, x, y); }
+void gelu_backward_cpu(const tensor_t *x, const tensor_t *dy, tensor_t *dx) { map_backward(gelu_backward_f64, x, dy, dx); }
+void silu_forward_cpu(const tensor_t *x, tensor_t *y) { map_forward(silu_forward_f64, x, y); }
+void silu_backward_cpu(const tensor_t *x, const tensor_t *dy, tensor_t *dx) { map_backward(silu_backward_f64, x, dy, dx); }
