@@ -83,27 +83,32 @@ const char *sla_feature_name(sla_feature_t f) {
 
 const char *sla_variant_name(sla_variant_t v) { return v == SLA_VARIANT_COMPLEMENT ? "complement" : "all"; }
 
-void sla_saved_alloc(sla_saved_t *s, const sla_dims_t *d, device_t device) {
+void sla_saved_describe(sla_saved_t *s, const sla_dims_t *d, device_t device) {
     int64_t B = d->B, H = d->H, N = d->N, D = d->D;
     dtype_t act = device == DEVICE_CPU ? DTYPE_F32 : DTYPE_BF16;
     memset(s, 0, sizeof *s);
-    s->lut = tensor_alloc(DTYPE_I32, device, 4, (int64_t[]){B, H, d->Tm, d->kappa});
-    s->neg = tensor_alloc(DTYPE_I32, device, 4, (int64_t[]){B, H, d->Tm, d->n_negl > 0 ? d->n_negl : 1});
-    s->lse = tensor_alloc(DTYPE_F32, device, 3, (int64_t[]){B, H, N});
-    s->os = tensor_alloc(act, device, 4, (int64_t[]){B, H, N, D});
-    s->ol = tensor_alloc(act, device, 4, (int64_t[]){B, H, N, D});
+    s->lut = tensor_make(DTYPE_I32, device, 4, (int64_t[]){B, H, d->Tm, d->kappa});
+    s->neg = tensor_make(DTYPE_I32, device, 4, (int64_t[]){B, H, d->Tm, d->n_negl > 0 ? d->n_negl : 1});
+    s->lse = tensor_make(DTYPE_F32, device, 3, (int64_t[]){B, H, N});
+    s->os = tensor_make(act, device, 4, (int64_t[]){B, H, N, D});
+    s->ol = tensor_make(act, device, 4, (int64_t[]){B, H, N, D});
     int64_t extra = 0;
 #ifdef SLA_HAVE_CUDA
     if (device == DEVICE_CUDA) extra = (int64_t)sla_cuda_extra_bytes(d);
 #endif
-    s->extra = tensor_alloc(DTYPE_I32, device, 1, (int64_t[]){(extra + 3) / 4});
+    s->extra = tensor_make(DTYPE_I32, device, 1, (int64_t[]){(extra + 3) / 4});
+}
+
+_Static_assert(sizeof(sla_saved_t) == SLA_SAVED_TENSORS * sizeof(tensor_t),
+               "sla_saved_t and SLA_SAVED_TENSORS disagree");
+
+void sla_saved_alloc(sla_saved_t *s, const sla_dims_t *d, device_t device) {
+    sla_saved_describe(s, d, device);
+    tensor_t *t = &s->lut;
+    for (int i = 0; i < SLA_SAVED_TENSORS; i++) t[i] = tensor_alloc(t[i].dtype, device, t[i].ndim, t[i].shape);
 }
 
 void sla_saved_free(sla_saved_t *s) {
-    tensor_free(&s->lut);
-    tensor_free(&s->neg);
-    tensor_free(&s->lse);
-    tensor_free(&s->os);
-    tensor_free(&s->ol);
-    tensor_free(&s->extra);
+    tensor_t *t = &s->lut;
+    for (int i = 0; i < SLA_SAVED_TENSORS; i++) tensor_free(&t[i]);
 }

@@ -54,17 +54,25 @@ int sla_variant_parse(const char *s);
 const char *sla_feature_name(sla_feature_t f);
 const char *sla_variant_name(sla_variant_t v);
 
-/* What the forward leaves for the backward, besides the op's inputs. Allocate with
- * sla_saved_alloc on the device and dtype family of the call (CPU: fp32; CUDA: bf16 os/ol). */
+/* What the forward leaves for the backward, besides the op's inputs; the backward reads nothing
+ * else (no backend keeps state between the two calls outside it). Allocate with sla_saved_alloc
+ * on the device and dtype family of the call (CPU: fp32; CUDA: bf16 os/ol), or describe it with
+ * sla_saved_describe and place each of its SLA_SAVED_TENSORS tensors in memory of your own. */
 typedef struct sla_saved {
     tensor_t lut; /* int32 [B,H,Tm,kappa]: critical key blocks, ascending */
     tensor_t neg; /* int32 [B,H,Tm,max(n_negl,1)]: negligible key blocks, ascending (n_negl used) */
     tensor_t lse; /* f32 [B,H,N]: natural-log sum of exp over each row's critical keys */
     tensor_t os;  /* [B,H,N,D] sparse-branch output */
     tensor_t ol;  /* [B,H,N,D] linear-branch output before proj */
-    tensor_t extra; /* int32 words private to the backend (CUDA: selection index, linear states) */
+    tensor_t extra; /* int32 words private to the backend (none on either backend today: 0 words) */
 } sla_saved_t;
 
+/* sla_saved_t is exactly this many tensor_t, in declaration order (callers may walk it as an array). */
+#define SLA_SAVED_TENSORS 6
+
+/* Shapes and dtypes only (data NULL), for a caller that places the tensors itself. */
+void sla_saved_describe(sla_saved_t *s, const sla_dims_t *d, device_t device);
+/* sla_saved_describe plus one tensor_alloc per tensor; release with sla_saved_free. */
 void sla_saved_alloc(sla_saved_t *s, const sla_dims_t *d, device_t device);
 void sla_saved_free(sla_saved_t *s);
 

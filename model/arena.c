@@ -29,6 +29,8 @@ tensor_t arena_tensor(arena_t *a, dtype_t dtype, int ndim, const int64_t *shape)
     return t;
 }
 
+void arena_place(arena_t *a, tensor_t *t) { *t = arena_tensor(a, t->dtype, t->ndim, t->shape); }
+
 void arena_free(arena_t *a) {
     if (!a->base) return;
     tensor_t block = tensor_make(DTYPE_I32, a->device, 1, (int64_t[]){1});

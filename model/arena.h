@@ -21,6 +21,8 @@ void arena_begin_measure(arena_t *a, device_t device);
 /* Allocates the measured size and rewinds; the layout must then be replayed. */
 void arena_commit(arena_t *a);
 tensor_t arena_tensor(arena_t *a, dtype_t dtype, int ndim, const int64_t *shape);
+/* Gives a described tensor (tensor_make: dtype, shape, data NULL) its place: arena_tensor of the same. */
+void arena_place(arena_t *a, tensor_t *t);
 void arena_free(arena_t *a);
 
 #endif

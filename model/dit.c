@@ -67,6 +67,26 @@ static void find_block_params(const dit_t *m, int l, block_params_t *p) {
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) fields[i] = find(m, l, names[i]);
 }
 
+/* Each layer's self-attention store (attn_saved_t): the output, and lse (dense) or the whole SLA
+ * saved state. Returns its bytes in the arena. */
+static size_t layout_attn(dit_t *m, arena_t *ar, dtype_t act) {
+    int64_t B = m->B, L = m->L, H = m->cfg.heads, D = m->cfg.dim / H;
+    size_t start = ar->used;
+    for (int l = 0; l < m->cfg.layers; l++) {
+        attn_saved_t *s = &m->acts->attn[l];
+        memset(s, 0, sizeof *s);
+        s->ao = arena_tensor(ar, act, 4, (int64_t[]){B, H, L, D});
+        if (m->use_sla[l]) {
+            sla_saved_describe(&s->sla, &m->acts->sla_dims, m->device);
+            tensor_t *t = &s->sla.lut; /* sla_saved_t is SLA_SAVED_TENSORS tensors (sla.h) */
+            for (int i = 0; i < SLA_SAVED_TENSORS; i++) arena_place(ar, &t[i]);
+        } else {
+            s->lse = arena_tensor(ar, DTYPE_F32, 3, (int64_t[]){B, H, L});
+        }
+    }
+    return ar->used - start;
+}
+
 /* Hands out every activation tensor; run once to measure, once to place. */
 static void layout(dit_t *m, arena_t *ar) {
     dit_acts_t *A = m->acts;
@@ -80,7 +100,6 @@ static void layout(dit_t *m, arena_t *ar) {
     int nsets = m->recompute ? 1 : m->cfg.layers;
     for (int s = 0; s < nsets; s++) {
         block_acts_t *a = &A->blocks[s];
-        sla_saved_t keep = a->sla;
         a->n1 = arena_tensor(ar, act, 3, BLC), a->h1 = arena_tensor(ar, act, 3, BLC);
         a->n1_mean = arena_tensor(ar, res, 1, BL), a->n1_rstd = arena_tensor(ar, res, 1, BL);
         a->q_lin = arena_tensor(ar, act, 3, BLC), a->k_lin = arena_tensor(ar, act, 3, BLC);
@@ -88,9 +107,7 @@ static void layout(dit_t *m, arena_t *ar) {
         a->q_rstd = arena_tensor(ar, res, 1, BL), a->k_rstd = arena_tensor(ar, res, 1, BL);
         a->qn = arena_tensor(ar, act, 3, BLC), a->kn = arena_tensor(ar, act, 3, BLC);
         a->qh = arena_tensor(ar, act, 4, BHLD), a->kh = arena_tensor(ar, act, 4, BHLD);
-        a->vh = arena_tensor(ar, act, 4, BHLD), a->ao = arena_tensor(ar, act, 4, BHLD);
-        a->lse = arena_tensor(ar, res, 3, (int64_t[]){B, H, L});
-        a->sla = keep;
+        a->vh = arena_tensor(ar, act, 4, BHLD);
         a->am = arena_tensor(ar, act, 3, BLC), a->y1 = arena_tensor(ar, act, 3, BLC);
         a->x1 = arena_tensor(ar, res, 3, BLC);
         a->n3 = arena_tensor(ar, act, 3, BLC);
@@ -108,6 +125,7 @@ static void layout(dit_t *m, arena_t *ar) {
         a->f1 = arena_tensor(ar, act, 3, (int64_t[]){B, L, Fd}), a->f2 = arena_tensor(ar, act, 3, (int64_t[]){B, L, Fd});
         a->y2 = arena_tensor(ar, act, 3, BLC);
     }
+    m->attn_saved_bytes = layout_attn(m, ar, act);
     for (int l = 0; l <= m->cfg.layers; l++) A->xs[l] = arena_tensor(ar, res, 3, BLC);
     for (int l = 0; l < m->cfg.layers; l++) A->e_blk[l] = arena_tensor(ar, res, 3, E6);
     A->ones = arena_tensor(ar, res, 2, BC);
@@ -191,14 +209,14 @@ int dit_init(dit_t *m, const model_config_t *cfg, device_t device, int B, int F,
     for (int l = 0; l < cfg->layers; l++) find_block_params(m, l, &A->bp[l]);
     int nsets = recompute ? 1 : cfg->layers;
     A->blocks = xcalloc((unsigned long)nsets, sizeof *A->blocks);
+    A->attn = xcalloc((unsigned long)cfg->layers, sizeof *A->attn);
     A->xs = xcalloc((unsigned long)cfg->layers + 1, sizeof *A->xs);
     A->e_blk = xcalloc((unsigned long)cfg->layers, sizeof *A->e_blk);
     int any_sla = 0;
     for (int l = 0; l < cfg->layers; l++) any_sla |= m->use_sla[l];
-    if (any_sla) {
-        sla_dims_t d;
-        if (sla_dims_make(&cfg->sla, B, cfg->heads, m->L, cfg->dim / cfg->heads, &d, NULL, err, errlen)) return -1;
-        for (int s = 0; s < nsets; s++) sla_saved_alloc(&A->blocks[s].sla, &d, device);
+    if (any_sla && sla_dims_make(&cfg->sla, B, cfg->heads, m->L, D, &A->sla_dims, NULL, err, errlen)) {
+        dit_free(m);
+        return -1;
     }
     arena_begin_measure(&m->arena, device);
     layout(m, &m->arena);
@@ -216,10 +234,8 @@ int dit_init(dit_t *m, const model_config_t *cfg, device_t device, int B, int F,
 
 void dit_free(dit_t *m) {
     if (!m->acts) return;
-    int nsets = m->recompute ? 1 : m->cfg.layers;
-    for (int s = 0; s < nsets; s++)
-        if (m->acts->blocks[s].sla.lut.data) sla_saved_free(&m->acts->blocks[s].sla);
-    free(m->acts->bp), free(m->acts->blocks), free(m->acts->xs), free(m->acts->e_blk), free(m->acts);
+    free(m->acts->bp), free(m->acts->blocks), free(m->acts->attn), free(m->acts->xs), free(m->acts->e_blk);
+    free(m->acts);
     arena_free(&m->arena);
     if (m->params_work.data != m->params.data) tensor_free(&m->params_work);
     tensor_free(&m->params), tensor_free(&m->grads);
@@ -313,7 +329,7 @@ void dit_forward(dit_t *m, const tensor_t *latents, const tensor_t *t, const ten
     linear_forward(&A->patches, &pw2, &pb, &A->x0_act);
     tensor_convert(&A->x0_act, &A->xs[0]);
     for (int l = 0; l < m->cfg.layers; l++)
-        block_forward(m, l, &A->blocks[m->recompute ? 0 : l], &A->xs[l], &A->xs[l + 1]);
+        block_forward(m, l, &A->blocks[m->recompute ? 0 : l], &A->xs[l], &A->xs[l + 1], 0);
     /* head */
     tensor_t hmod = dit_param(m, find(m, -1, "head.modulation"));
     for (int k = 0; k < 2; k++) {
@@ -354,7 +370,7 @@ void dit_backward(dit_t *m, const tensor_t *dpred) {
     tensor_zero(&A->dctx), tensor_zero(&A->de0);
     for (int l = m->cfg.layers - 1; l >= 0; l--) {
         block_acts_t *a = &A->blocks[m->recompute ? 0 : l];
-        if (m->recompute) block_forward(m, l, a, &A->xs[l], &gs->tmp_res);
+        if (m->recompute) block_forward(m, l, a, &A->xs[l], &gs->tmp_res, 1); /* self-attention kept */
         block_backward(m, l, a);
         tensor_t gmod = dit_grad(m, A->bp[l].modulation);
         modulation_grad(&gs->de, 6, &gmod);

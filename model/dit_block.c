@@ -3,12 +3,12 @@
  *   x2 = x1 + co(Attn(rmsnorm(cq(LN3(x1))), rmsnorm(ck(ctx)), cv(ctx)))          (LN3 affine, no gate)
  *   x3 = x2 + g1 * ffn2(gelu(ffn0(h2))),                                      h2 = LN2(x2)(1+s1) + b1
  * with (b0, s0, g0, b1, s1, g1) = e_blk chunks 0..5 and Attn SLA or dense per layer.
- * block_forward overwrites a and x_out; block_backward turns the residual gradient gs.g (=
- * dLoss/dx3) into dLoss/dx in place, accumulates parameter gradients (+=), the text-context
- * gradient into acts->dctx (+=) and writes the block's modulation gradient to gs.de (=). */
+ * block_forward overwrites a, acts->attn[layer] (unless attn_kept) and x_out; block_backward
+ * turns the residual gradient gs.g (= dLoss/dx3) into dLoss/dx in place, accumulates parameter
+ * gradients (+=), the text-context gradient into acts->dctx (+=) and writes the block's modulation
+ * gradient to gs.de (=). */
 #include <string.h>
 
-#include "check.h"
 #include "dit_internal.h"
 
 static void lin_fwd(const dit_t *m, int wi, int bi, const tensor_t *x, tensor_t *y) {
@@ -27,13 +27,9 @@ static tensor_t heads_view(const dit_t *m, const tensor_t *t, int64_t N) {
     return dit_view(t, 4, (int64_t[]){m->B, N, H, D});
 }
 
-static int sla_dims_for(const dit_t *m, sla_dims_t *d) {
-    char err[200];
-    return sla_dims_make(&m->cfg.sla, m->B, m->cfg.heads, m->L, m->cfg.dim / m->cfg.heads, d, NULL, err, sizeof err);
-}
-
-void block_forward(dit_t *m, int layer, block_acts_t *a, const tensor_t *x_in, tensor_t *x_out) {
+void block_forward(dit_t *m, int layer, block_acts_t *a, const tensor_t *x_in, tensor_t *x_out, int attn_kept) {
     const block_params_t *p = &m->acts->bp[layer];
+    attn_saved_t *at = &m->acts->attn[layer];
     const tensor_t *e = &m->acts->e_blk[layer];
     tensor_t shift0 = dit_chunk(e, 0), scale0 = dit_chunk(e, 1), gate0 = dit_chunk(e, 2);
     tensor_t shift1 = dit_chunk(e, 3), scale1 = dit_chunk(e, 4), gate1 = dit_chunk(e, 5);
@@ -53,16 +49,16 @@ void block_forward(dit_t *m, int layer, block_acts_t *a, const tensor_t *x_in, t
     rope_forward(&qn4, m->Fp, m->Hp, m->Wp, &a->qh);
     rope_forward(&kn4, m->Fp, m->Hp, m->Wp, &a->kh);
     head_transpose(&v4, &a->vh);
-    if (m->use_sla[layer]) {
-        sla_dims_t d;
-        CHECK(sla_dims_for(m, &d) == 0, "SLA settings were validated at init");
-        tensor_t pw = dit_param(m, p->proj_w), pb = dit_param(m, p->proj_b);
-        sla_forward(&m->cfg.sla, &d, &a->qh, &a->kh, &a->vh, &pw, &pb, 0, &a->ao, &a->sla);
-    } else {
-        attn_forward(&a->qh, &a->kh, &a->vh, &a->ao, &a->lse);
+    if (!attn_kept) { /* else at holds this layer's result for this very input, bit for bit */
+        if (m->use_sla[layer]) {
+            tensor_t pw = dit_param(m, p->proj_w), pb = dit_param(m, p->proj_b);
+            sla_forward(&m->cfg.sla, &m->acts->sla_dims, &a->qh, &a->kh, &a->vh, &pw, &pb, 0, &at->ao, &at->sla);
+        } else {
+            attn_forward(&a->qh, &a->kh, &a->vh, &at->ao, &at->lse);
+        }
     }
     tensor_t am4 = heads_view(m, &a->am, L);
-    head_transpose(&a->ao, &am4);
+    head_transpose(&at->ao, &am4);
     lin_fwd(m, p->o_w, p->o_b, &a->am, &a->y1);
     tensor_copy(&a->x1, x_in);
     gated_residual_forward(&a->x1, &gate0, &a->y1);
@@ -153,16 +149,15 @@ void block_backward(dit_t *m, int layer, block_acts_t *a) {
     tensor_t dam4 = heads_view(m, &gs->dact_b, L);
     tensor_t dao = gs->dcq; /* [B,H,L,D] scratch free again */
     head_transpose(&dam4, &dao);
+    const attn_saved_t *at = &m->acts->attn[layer];
     if (m->use_sla[layer]) {
-        sla_dims_t d;
-        CHECK(sla_dims_for(m, &d) == 0, "SLA settings were validated at init");
         tensor_t pw = dit_param(m, p->proj_w), gw = dit_grad(m, p->proj_w), gb = dit_grad(m, p->proj_b);
-        sla_backward(&m->cfg.sla, &d, &a->qh, &a->kh, &a->vh, &pw, &a->sla, &dao, &gs->dq, &gs->dk, &gs->dv,
-                     &gs->dproj_w, &gs->dproj_b);
+        sla_backward(&m->cfg.sla, &m->acts->sla_dims, &a->qh, &a->kh, &a->vh, &pw, &at->sla, &dao, &gs->dq, &gs->dk,
+                     &gs->dv, &gs->dproj_w, &gs->dproj_b);
         tensor_axpy(1.0f, &gs->dproj_w, &gw); /* SLA overwrites its proj gradient; parameters accumulate */
         tensor_axpy(1.0f, &gs->dproj_b, &gb);
     } else {
-        attn_backward(&a->qh, &a->kh, &a->vh, &a->ao, &a->lse, &dao, &gs->dq, &gs->dk, &gs->dv);
+        attn_backward(&a->qh, &a->kh, &a->vh, &at->ao, &at->lse, &dao, &gs->dq, &gs->dk, &gs->dv);
     }
     tensor_t nq = dit_param(m, p->norm_q), gnq = dit_grad(m, p->norm_q);
     tensor_t nk = dit_param(m, p->norm_k), gnk = dit_grad(m, p->norm_k);

@@ -1,7 +1,7 @@
 /* model/dit_internal.h — what dit.c and dit_block.c share: parameter indices per block, the saved
- * activations of one block, gradient scratch, and the whole model's activation set. Not a public
- * interface. Dtypes: "res" f32 (the residual stream, norms' statistics, modulation); "act" the
- * backend's activation dtype (CPU f32, CUDA bf16). */
+ * activations of one block, what each layer's self-attention keeps, gradient scratch, and the whole
+ * model's activation set. Not a public interface. Dtypes: "res" f32 (the residual stream, norms'
+ * statistics, modulation); "act" the backend's activation dtype (CPU f32, CUDA bf16). */
 #ifndef SLA_DIT_INTERNAL_H
 #define SLA_DIT_INTERNAL_H
 
@@ -16,13 +16,23 @@ typedef struct block_params {
     int ffn0_w, ffn0_b, ffn2_w, ffn2_b;
 } block_params_t;
 
-/* What one block's backward needs (one set per block, or a single reused set with recompute). */
+/* What one layer's self-attention forward produced, kept per layer in both modes (with recompute
+ * the backward's re-run of the block skips the attention and reads this instead): its output and
+ * everything the attention backward reads besides q, k, v, which are recomputed (dense: lse; SLA:
+ * the whole sla_saved_t; ops.h's backends keep nothing else between forward and backward). */
+typedef struct attn_saved {
+    tensor_t ao;     /* act [B,H,L,D] */
+    tensor_t lse;    /* f32 [B,H,L] on dense layers; an empty descriptor on SLA layers */
+    sla_saved_t sla; /* SLA layers; empty descriptors on dense layers */
+} attn_saved_t;
+
+/* What the rest of one block's backward needs (one set per block, or a single reused set with
+ * recompute). */
 typedef struct block_acts {
     tensor_t n1, h1, n1_mean, n1_rstd;             /* LN1 out, modulated (act [B,L,C]); stats f32 [B*L] */
     tensor_t q_lin, k_lin, v_lin, q_rstd, k_rstd;  /* projections (act [B,L,C]), RMSNorm stats */
     tensor_t qn, kn;                               /* RMSNorm outputs (act [B,L,C]) */
-    tensor_t qh, kh, vh, ao, lse;                  /* attention layout [B,H,L,D] (act), lse f32 [B,H,L] */
-    sla_saved_t sla;                               /* SLA layers */
+    tensor_t qh, kh, vh;                           /* attention inputs [B,H,L,D] (act) */
     tensor_t am, y1, x1;                           /* merged heads, o-proj out (act), x + g*y1 (res) */
     tensor_t n3, n3_mean, n3_rstd;                 /* LN3 (affine) */
     tensor_t cq_lin, cq_rstd, cqn, cqh;            /* cross q */
@@ -49,6 +59,8 @@ typedef struct grad_scratch {
 struct dit_acts {
     block_params_t *bp;             /* [layers] */
     block_acts_t *blocks;           /* [layers], or [1] with recompute */
+    attn_saved_t *attn;             /* [layers] */
+    sla_dims_t sla_dims;            /* SLA sizes of every SLA layer (set when there is one) */
     tensor_t *xs;                   /* res [layers+1] x [B,L,C]: each block's input, then the last output */
     tensor_t *e_blk;                /* f32 [layers] x [6,B,C]: e0 + the block's modulation */
     tensor_t ones;                  /* f32 [B,C] of ones: an ungated residual add */
@@ -66,8 +78,9 @@ struct dit_acts {
     tensor_t de0flat, des, de1s, dctx_act, dctx_h2, dctx_h1, dx0_act;
 };
 
-/* dit_block.c */
-void block_forward(dit_t *m, int layer, block_acts_t *a, const tensor_t *x_in, tensor_t *x_out);
+/* dit_block.c. With attn_kept, block_forward takes the self-attention's result from acts->attn[layer]
+ * (written by an earlier call for the same input) instead of computing it: the recompute pass. */
+void block_forward(dit_t *m, int layer, block_acts_t *a, const tensor_t *x_in, tensor_t *x_out, int attn_kept);
 void block_backward(dit_t *m, int layer, block_acts_t *a);
 
 /* The same data under another shape with as many elements (CHECKed). */

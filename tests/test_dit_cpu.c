@@ -4,7 +4,10 @@
  *    branch, and the dense model); all parameters random so that no path is switched off;
  * 2. with the output projections (self o, cross o, ffn.2) zero, every block is the identity;
  * 3. SLA at rho = 1 (complement, proj zero) gives the dense-attention model's output;
- * 4. recomputation in the backward gives bit-identical gradients;
+ * 4. recomputation in the backward (which reuses each layer's kept self-attention) gives
+ *    bit-identical gradients, for SLA, dense and mixed models, after a forward on other inputs;
+ *    spoiling a kept output changes them (the pass reads it); both modes keep the same attention
+ *    stores and recompute keeps less in all;
  * 5. text shorter than text_len is zero-padded: the same as passing the padded text. */
 #include <stdlib.h>
 #include <string.h>
@@ -177,21 +180,44 @@ static void check_full_sla_is_dense(void) {
     dit_free(&ms), dit_free(&md);
 }
 
-static void check_recompute_and_padding(void) {
-    model_config_t c = tiny(ATTENTION_SLA, 0.5);
+static void check_recompute(const char *label, const model_config_t *c) {
     dit_t m0, m1;
-    init_model(&m0, &c, 0);
-    init_model(&m1, &c, 1);
+    init_model(&m0, c, 0);
+    init_model(&m1, c, 1);
     randomize(&m0, 6);
     memcpy(m1.params.data, m0.params.data, tensor_bytes(&m0.params));
-    inputs_t in = make_inputs(&c, 3);
+    inputs_t in = make_inputs(c, 3), other = make_inputs(c, 11);
     loss(&m0, &in);
     dit_zero_grads(&m0);
     dit_backward(&m0, &in.g);
+    loss(&m1, &other); /* the kept attention must be the last forward's */
     loss(&m1, &in);
     dit_zero_grads(&m1);
     dit_backward(&m1, &in.g);
-    EXPECT(!memcmp(m0.grads.data, m1.grads.data, tensor_bytes(&m0.grads)), "recomputation changed the gradients");
+    EXPECT(!memcmp(m0.grads.data, m1.grads.data, tensor_bytes(&m0.grads)), "%s: recomputation changed the gradients",
+           label);
+    /* the recompute pass really reads the store: spoil layer 0's kept output and the gradients move */
+    loss(&m1, &in);
+    tensor_zero(&m1.acts->attn[0].ao);
+    dit_zero_grads(&m1);
+    dit_backward(&m1, &in.g);
+    EXPECT(memcmp(m0.grads.data, m1.grads.data, tensor_bytes(&m0.grads)),
+           "%s: the recompute pass ignored the kept self-attention output", label);
+    EXPECT(m0.attn_saved_bytes == m1.attn_saved_bytes && m1.attn_saved_bytes > 0 && m1.arena.size < m0.arena.size,
+           "%s: attention stores %zu / %zu bytes, arenas %zu / %zu bytes without / with recompute", label,
+           m0.attn_saved_bytes, m1.attn_saved_bytes, m0.arena.size, m1.arena.size);
+    printf("%s: arena %zu bytes (attention stores %zu) vs %zu without\n", label,
+           m1.arena.size, m1.attn_saved_bytes, m0.arena.size);
+    free_inputs(&in), free_inputs(&other);
+    dit_free(&m0), dit_free(&m1);
+}
+
+static void check_padding(void) {
+    model_config_t c = tiny(ATTENTION_SLA, 0.5);
+    dit_t m;
+    init_model(&m, &c, 0);
+    randomize(&m, 6);
+    inputs_t in = make_inputs(&c, 3);
     /* the same text, explicitly zero-padded to text_len */
     tensor_t padded = tensor_alloc(DTYPE_F32, DEVICE_CPU, 3, (int64_t[]){B, c.text_len, c.text_dim});
     memset(padded.data, 0, tensor_bytes(&padded));
@@ -199,12 +225,12 @@ static void check_recompute_and_padding(void) {
         memcpy((float *)padded.data + (size_t)b * c.text_len * c.text_dim,
                (float *)in.text.data + (size_t)b * LT * c.text_dim, sizeof(float) * LT * c.text_dim);
     tensor_t p1 = tensor_alloc(DTYPE_F32, DEVICE_CPU, 5, in.pred.shape);
-    dit_forward(&m0, &in.lat, &in.t, &in.text, &in.pred);
-    dit_forward(&m0, &in.lat, &in.t, &padded, &p1);
+    dit_forward(&m, &in.lat, &in.t, &in.text, &in.pred);
+    dit_forward(&m, &in.lat, &in.t, &padded, &p1);
     EXPECT(!memcmp(p1.data, in.pred.data, tensor_bytes(&p1)), "short text is not the same as zero-padded text");
     tensor_free(&padded), tensor_free(&p1);
     free_inputs(&in);
-    dit_free(&m0), dit_free(&m1);
+    dit_free(&m);
 }
 
 int main(void) {
@@ -213,6 +239,11 @@ int main(void) {
     check_all_gradients("tiny dense", &dense);
     check_identity_blocks();
     check_full_sla_is_dense();
-    check_recompute_and_padding();
+    model_config_t mixed = sla;
+    snprintf(mixed.sla_layers, sizeof mixed.sla_layers, "1"); /* layer 0 dense, layer 1 SLA */
+    check_recompute("recompute, SLA", &sla);
+    check_recompute("recompute, dense", &dense);
+    check_recompute("recompute, mixed", &mixed);
+    check_padding();
     return test_summary("test_dit_cpu");
 }
