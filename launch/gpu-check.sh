@@ -35,7 +35,7 @@ note "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null) (+ working tre
 gen=""
 command -v ninja >/dev/null && gen="-G Ninja"
 run_step configure "$out/build.log" cmake -S "$root" -B "$bld" $gen -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_CUDA_ARCHITECTURES=90 -DSLA_CUDA=ON
+    -DCMAKE_CUDA_ARCHITECTURES=90a -DSLA_CUDA=ON
 # Keep going past other components' failures so that the SLA targets still get built.
 if ! run_step build "$out/build.log" cmake --build "$bld" -j "$jobs" -- -k 0; then
     run_step build-sla "$out/build.log" cmake --build "$bld" -j "$jobs" --target test_sla_cuda sla-bench

@@ -22,39 +22,12 @@
 
 namespace {
 
-constexpr int KT = 64; /* key tile rows */
+constexpr int KT = FLASH_KT; /* key tile rows */
 
 template <int D> struct FlashSmem {
     static constexpr int LD = D + 8;
     static constexpr int tile = KT * LD; /* elements of one 64-row tile */
 };
-
-/* The key tiles a query block visits (CTA qb covers part qb % qsub of lut query block qb / qsub). */
-__device__ __forceinline__ TileSeq key_seq(const FlashParams &p, int bh, int qb) {
-    TileSeq s;
-    if (p.lut) {
-        if (p.qsub > 1) qb /= p.qsub;
-        s.list = p.lut + ((long)bh * p.Tq + qb) * p.kappa;
-        s.len = p.kappa, s.per = p.tpb, s.base = 0, s.count = 0;
-    } else {
-        s.list = nullptr, s.len = 0, s.per = 1, s.base = 0, s.count = (p.Nk + KT - 1) / KT;
-    }
-    return s;
-}
-
-/* The 64-row query sub-tiles a key tile is visited by. */
-__device__ __forceinline__ TileSeq query_seq(const FlashParams &p, int bh, int kt) {
-    TileSeq s;
-    if (p.tent) {
-        int jb = kt / p.tpb;
-        const int *off = p.toff + (long)bh * (p.Tk + 1);
-        s.list = p.tent + bh * p.tent_stride + off[jb];
-        s.len = off[jb + 1] - off[jb], s.per = p.spb, s.base = 0, s.count = 0;
-    } else {
-        s.list = nullptr, s.len = 0, s.per = 1, s.base = 0, s.count = (p.Nq + KT - 1) / KT;
-    }
-    return s;
-}
 
 /* WM 16-row m-tiles per warp: BQ / (16 WM) warps. Two m-tiles halve the K/V fragment loads from
  * shared memory per MMA (every B fragment feeds both). 
@@ -505,7 +478,8 @@ template <int D> void launch_dkdv(const FlashParams &p, int BH) {
 } // namespace
 
 void flash_forward(const FlashParams &p, int BH, int D, int bq) {
-    if (D == 128 && bq == 128) launch_fwd<128, 128>(p, BH);
+    if (flash_wg_available() && (D == 64 || D == 128) && (bq == 64 || bq == 128)) flash_forward_wg(p, BH, D, bq);
+    else if (D == 128 && bq == 128) launch_fwd<128, 128>(p, BH);
     else if (D == 128 && bq == 64) launch_fwd<128, 64>(p, BH);
     else if (D == 64 && bq == 128) launch_fwd<64, 128>(p, BH);
     else if (D == 64 && bq == 64) launch_fwd<64, 64>(p, BH);

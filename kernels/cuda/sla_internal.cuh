@@ -1,5 +1,6 @@
-/* kernels/cuda/sla_internal.cuh — host-side declarations shared by the CUDA attention files
- * (sla_flash.cu, sla_select.cu, sla_linear.cu, sla_cuda.cu): kernel parameter blocks and launchers.
+/* kernels/cuda/sla_internal.cuh — declarations shared by the CUDA attention files (sla_flash.cu,
+ * sla_flash_wg.cu, sla_select.cu, sla_linear.cu, sla_cuda.cu): kernel parameter blocks, launchers
+ * and the tile sequences the flash kernels walk.
  * All launchers enqueue on cuda_stream() and never synchronise, so the operator is graph-capturable.
  * Tensors are [BH, N, D] row-major per (batch, head) = bh; D is 64 or 128. */
 #ifndef SLA_INTERNAL_CUH
@@ -35,8 +36,41 @@ struct FlashParams {
     int qsub; /* launcher-internal: CTAs per lut query block (0 or 1: one) */
 };
 
+constexpr int FLASH_KT = 64; /* key tile rows of the flash kernels */
+
+/* The key tiles a query block visits (CTA qb covers part qb % qsub of lut query block qb / qsub). */
+__device__ __forceinline__ TileSeq key_seq(const FlashParams &p, int bh, int qb) {
+    TileSeq s;
+    if (p.lut) {
+        if (p.qsub > 1) qb /= p.qsub;
+        s.list = p.lut + ((long)bh * p.Tq + qb) * p.kappa;
+        s.len = p.kappa, s.per = p.tpb, s.base = 0, s.count = 0;
+    } else {
+        s.list = nullptr, s.len = 0, s.per = 1, s.base = 0, s.count = (p.Nk + FLASH_KT - 1) / FLASH_KT;
+    }
+    return s;
+}
+
+/* The 64-row query sub-tiles a key tile is visited by. */
+__device__ __forceinline__ TileSeq query_seq(const FlashParams &p, int bh, int kt) {
+    TileSeq s;
+    if (p.tent) {
+        int jb = kt / p.tpb;
+        const int *off = p.toff + (long)bh * (p.Tk + 1);
+        s.list = p.tent + bh * p.tent_stride + off[jb];
+        s.len = off[jb + 1] - off[jb], s.per = p.spb, s.base = 0, s.count = 0;
+    } else {
+        s.list = nullptr, s.len = 0, s.per = 1, s.base = 0, s.count = (p.Nq + FLASH_KT - 1) / FLASH_KT;
+    }
+    return s;
+}
+
 /* o, lse (and os) for query blocks of bq rows (64 or 128). */
 void flash_forward(const FlashParams &p, int BH, int D, int bq);
+/* The wgmma (sm_90a) forward of sla_flash_wg.cu: whether this process can use it, and the launcher
+ * with flash_forward's contract. */
+bool flash_wg_available();
+void flash_forward_wg(const FlashParams &p, int BH, int D, int bq);
 /* Ds = rowsum(dout * o) (fp32). */
 void flash_bwd_prep(const bf16 *dout, const bf16 *o, float *Ds, long rows, int D);
 /* dq over each query block's key list (query blocks of bq rows); also Ds_exact. */
