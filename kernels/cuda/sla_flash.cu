@@ -496,7 +496,8 @@ void flash_backward_dq(const FlashParams &p, int BH, int D, int bq) {
 }
 
 void flash_backward_dkdv(const FlashParams &p, int BH, int D) {
-    if (D == 128) launch_dkdv<128>(p, BH);
+    if (flash_wg_available() && (D == 64 || D == 128)) flash_backward_dkdv_wg(p, BH, D);
+    else if (D == 128) launch_dkdv<128>(p, BH);
     else if (D == 64) launch_dkdv<64>(p, BH);
     else CHECK(0, "flash_backward_dkdv: unsupported head dim %d", D);
 }

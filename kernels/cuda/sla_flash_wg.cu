@@ -108,29 +108,29 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
         for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(o, pa[kk], wg_desc(sV + kk * 2048, WKT * 128, 1024), 1);
         wg_commit();
     };
-    /* s <- exp2(scaled s - new max) with the running max and sum updated; c: the old terms' factor. */
+    /* s <- exp2(scale s - new max) with the running max and sum updated; c: the old terms' factor.
+     * Keys past Nk are masked only in a partial tile; the scale is folded into the exponent. */
     auto softmax = [&](int it, float &c0, float &c1) {
         const long k0 = (long)seq.tile(it) * WKT;
-        const bool partial = k0 + WKT > p.Nk;
-        float mx0 = m0, mx1 = m1;
+        if (k0 + WKT > p.Nk) {
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+            for (int j = 0; j < 8; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float x = s[j][e] * sl2;
-                if (partial && k0 + j * 8 + 2 * t + (e & 1) >= p.Nk) x = -INFINITY;
-                s[j][e] = x;
-                if (e < 2) mx0 = fmaxf(mx0, x); else mx1 = fmaxf(mx1, x);
-            }
-        mx0 = quad_max(mx0), mx1 = quad_max(mx1);
+                for (int e = 0; e < 4; e++)
+                    if (k0 + j * 8 + 2 * t + (e & 1) >= p.Nk) s[j][e] = -INFINITY;
+        }
+        float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < 8; j++) mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1])), mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
+        mx0 = fmaxf(m0, quad_max(mx0) * sl2), mx1 = fmaxf(m1, quad_max(mx1) * sl2);
         const float r0 = mx0 == -INFINITY ? 0.f : mx0, r1 = mx1 == -INFINITY ? 0.f : mx1;
         c0 = fast_exp2(m0 - r0), c1 = fast_exp2(m1 - r1);
         m0 = mx0, m1 = mx1;
         float ps0 = 0.f, ps1 = 0.f;
 #pragma unroll
         for (int j = 0; j < 8; j++) {
-            s[j][0] = fast_exp2(s[j][0] - r0), s[j][1] = fast_exp2(s[j][1] - r0);
-            s[j][2] = fast_exp2(s[j][2] - r1), s[j][3] = fast_exp2(s[j][3] - r1);
+            s[j][0] = fast_exp2(fmaf(s[j][0], sl2, -r0)), s[j][1] = fast_exp2(fmaf(s[j][1], sl2, -r0));
+            s[j][2] = fast_exp2(fmaf(s[j][2], sl2, -r1)), s[j][3] = fast_exp2(fmaf(s[j][3], sl2, -r1));
             ps0 += s[j][0] + s[j][1], ps1 += s[j][2] + s[j][3];
         }
         l0 = l0 * c0 + ps0, l1 = l1 * c1 + ps1;
@@ -156,8 +156,10 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
         wg_pin(o);
         wg_pin(pa);
         release(it - 1);
+        if (__any_sync(0xffffffffu, c0 != 1.f || c1 != 1.f)) { /* once the maxima settle, mostly skipped */
 #pragma unroll
-        for (int j = 0; j < ND; j++) o[j][0] *= c0, o[j][1] *= c0, o[j][2] *= c1, o[j][3] *= c1;
+            for (int j = 0; j < ND; j++) o[j][0] *= c0, o[j][1] *= c0, o[j][2] *= c1, o[j][3] *= c1;
+        }
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(pa[kk], s, kk);
     }
@@ -182,8 +184,21 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
 #endif
 }
 
+template <int D, int NWG> void launch_wg_fwd(const FlashParams &p, int BH) {
+    constexpr int smem = WgFwdSmem<D, NWG>::total;
+    static bool init = false;
+    if (!init) sla_smem_limit(wg_fwd_kernel<D, NWG>, smem), init = true;
+    if (p.Nq == 0) return;
+    const CUtensorMap tq = wg_tile_map(p.q, BH, p.Nq, D), tk = wg_tile_map(p.k, BH, p.Nk, D), tv = wg_tile_map(p.v, BH, p.Nk, D);
+    dim3 grid((p.Nq + 64 * NWG - 1) / (64 * NWG), BH);
+    wg_fwd_kernel<D, NWG><<<grid, NWG * 128 + 32, smem, cuda_stream()>>>(tq, tk, tv, p);
+    CUDA_CHECK_LAUNCH();
+}
+
+} // namespace
+
 /* cuTensorMapEncodeTiled through the runtime (no link against the driver library). */
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+static PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
     static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
     if (!fn) {
         void *ptr = nullptr;
@@ -196,7 +211,7 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 }
 
 /* The [BH, N, D] bf16 tensor at x as 64 x 64 boxes with the 128-byte swizzle, zeros outside. */
-CUtensorMap tile_map(const bf16 *x, int BH, int N, int D) {
+CUtensorMap wg_tile_map(const bf16 *x, int BH, int N, int D) {
     CUtensorMap m;
     const cuuint64_t dims[3] = {(cuuint64_t)D, (cuuint64_t)N, (cuuint64_t)BH};
     const cuuint64_t strides[2] = {(cuuint64_t)D * 2, (cuuint64_t)N * D * 2};
@@ -207,19 +222,6 @@ CUtensorMap tile_map(const bf16 *x, int BH, int N, int D) {
     CHECK(r == CUDA_SUCCESS, "cuTensorMapEncodeTiled failed (%d) for a [%d, %d, %d] tensor", (int)r, BH, N, D);
     return m;
 }
-
-template <int D, int NWG> void launch_wg_fwd(const FlashParams &p, int BH) {
-    constexpr int smem = WgFwdSmem<D, NWG>::total;
-    static bool init = false;
-    if (!init) sla_smem_limit(wg_fwd_kernel<D, NWG>, smem), init = true;
-    if (p.Nq == 0) return;
-    const CUtensorMap tq = tile_map(p.q, BH, p.Nq, D), tk = tile_map(p.k, BH, p.Nk, D), tv = tile_map(p.v, BH, p.Nk, D);
-    dim3 grid((p.Nq + 64 * NWG - 1) / (64 * NWG), BH);
-    wg_fwd_kernel<D, NWG><<<grid, NWG * 128 + 32, smem, cuda_stream()>>>(tq, tk, tv, p);
-    CUDA_CHECK_LAUNCH();
-}
-
-} // namespace
 
 bool flash_wg_available() {
 #ifdef SLA_WGMMA

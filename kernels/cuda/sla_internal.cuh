@@ -6,6 +6,7 @@
 #ifndef SLA_INTERNAL_CUH
 #define SLA_INTERNAL_CUH
 
+#include <cuda.h>
 #include <stdint.h>
 
 #include "cuda_common.cuh"
@@ -71,6 +72,11 @@ void flash_forward(const FlashParams &p, int BH, int D, int bq);
  * with flash_forward's contract. */
 bool flash_wg_available();
 void flash_forward_wg(const FlashParams &p, int BH, int D, int bq);
+/* dk, dv with flash_backward_dkdv's contract (sla_flash_wg_bwd.cu). */
+void flash_backward_dkdv_wg(const FlashParams &p, int BH, int D);
+/* The tensor map of the wgmma kernels: a [BH, N, D] bf16 tensor as 64 x 64 boxes in the sw128
+ * layout (zeros outside). */
+CUtensorMap wg_tile_map(const bf16 *x, int BH, int N, int D);
 /* Ds = rowsum(dout * o) (fp32). */
 void flash_bwd_prep(const bf16 *dout, const bf16 *o, float *Ds, long rows, int D);
 /* dq over each query block's key list (query blocks of bq rows); also Ds_exact. */

@@ -1,0 +1,190 @@
+/* kernels/cuda/sla_flash_wg_bwd.cu — the flash-attention dK/dV backward on Hopper's warpgroup MMA
+ * (wgmma, sm_90a), with flash_dkdv_kernel's contract (sla_flash.cu): per 64-key tile, over the list
+ * of 64-row query tiles that kept its key block (or every query tile in dense mode),
+ *   S^T = K Q^T, dP^T = V dO^T, P^T = exp(scale S^T - lse), dS^T = P^T (dP^T - Ds),
+ *   dV += P^T dO, dK += scale dS^T Q,
+ * with Ds the dq kernel's exact sum_c P dP (Ds_exact) when given. dk and dv are written (or added
+ * to, with add) once, by one thread per element, in a fixed order: reruns are bit-identical.
+ *
+ * wg_dkdv_kernel  one CTA per key tile: one consumer warpgroup (16 keys per warp) and one producer
+ *                 warp. K and V are copied once; the query tiles' Q and dO (sw128 layout) stream
+ *                 through WBST stages by bulk tensor copies (zeros past the ends) on full/empty
+ *                 mbarriers; lse and Ds are read from global memory while the products run. Per
+ *                 query tile the warpgroup issues S^T and dP^T as two groups; once S^T is done
+ *                 (which also retires the previous tile's dV and dK and frees its stage) it forms
+ *                 P^T and issues dV += P^T dO, then, once dP^T is done, dS^T and dK += dS^T Q, so
+ *                 the tensor cores always have queued work. Query rows past Nq get P = 0 and dS = 0; keys past Nk are computed on zeros and not stored. */
+#include <cuda.h>
+#include <stdlib.h>
+
+#include "sla_internal.cuh"
+#include "sla_wgmma.cuh"
+
+namespace {
+
+constexpr int WBST = 4; /* query-tile stages */
+
+template <int D> struct WgBwdSmem {
+    static constexpr int tile = 64 * D * 2;          /* bytes of one 64-row bf16 tile */
+    static constexpr int stage = 2 * tile;           /* Q, dO */
+    static constexpr int stages = 2 * tile;          /* K, V first */
+    static constexpr int bars = stages + WBST * stage; /* kv, full[WBST], empty[WBST] */
+    static constexpr int total = bars + 8 * (2 * WBST + 1) + 1024;
+};
+
+template <int D>
+__global__ void __launch_bounds__(160, 1)
+    wg_dkdv_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                   const __grid_constant__ CUtensorMap tv, const __grid_constant__ CUtensorMap tdo, FlashParams p) {
+#ifdef SLA_WGMMA_DEVICE
+    using S = WgBwdSmem<D>;
+    constexpr int ND = D / 8, T = S::tile;
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    const uint32_t sK = (smem_u32(smem_raw) + 1023u) & ~1023u, sV = sK + T, sSt = sK + S::stages, sBar = sK + S::bars;
+    const uint32_t kvbar = sBar;
+    auto full = [&](int st) { return sBar + 8 * (1 + st); };
+    auto empty = [&](int st) { return sBar + 8 * (1 + WBST + st); };
+    const int tid = threadIdx.x, w = (tid >> 5) & 3, lane = tid & 31, t = lane & 3;
+    const int bh = blockIdx.y;
+    /* with an order, CTA x takes the x-th longest key block's tiles */
+    const int kt = p.order ? p.order[(long)bh * p.Tk + blockIdx.x / p.tpb] * p.tpb + blockIdx.x % p.tpb : blockIdx.x;
+    const int k0 = kt * 64;
+    const TileSeq seq = query_seq(p, bh, kt);
+    const int n = seq.size();
+
+    if (tid == 0) {
+        mbar_init(kvbar, 1);
+        for (int st = 0; st < WBST; st++) mbar_init(full(st), 1), mbar_init(empty(st), 4);
+        wg_proxy_fence();
+    }
+    __syncthreads();
+    if (tid >= 128) { /* the producer warp */
+        if (lane == 0) {
+            mbar_expect_tx(kvbar, 2 * T);
+            for (int sl = 0; sl < D / 64; sl++) {
+                tma_load_3d(sK + sl * 64 * 128, &tk, sl * 64, k0, bh, kvbar);
+                tma_load_3d(sV + sl * 64 * 128, &tv, sl * 64, k0, bh, kvbar);
+            }
+            for (int i = 0; i < n; i++) {
+                const int st = i % WBST, row = seq.tile(i) * 64;
+                const uint32_t base = sSt + st * S::stage;
+                if (i >= WBST) mbar_wait(empty(st), (i / WBST - 1) & 1);
+                mbar_expect_tx(full(st), 2 * T);
+                for (int sl = 0; sl < D / 64; sl++) {
+                    tma_load_3d(base + sl * 64 * 128, &tq, sl * 64, row, bh, full(st));
+                    tma_load_3d(base + T + sl * 64 * 128, &tdo, sl * 64, row, bh, full(st));
+                }
+            }
+        }
+        return;
+    }
+
+    const float sl2 = SLA_LOG2E * rsqrtf((float)D);
+    float dk[ND][4], dv[ND][4], s[8][4], dp[8][4];
+    uint32_t pa[4][4], pd[4][4];
+#pragma unroll
+    for (int j = 0; j < ND; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[j][e] = dv[j][e] = 0.f;
+    const uint64_t dK = wg_desc(sK, 16, 1024), dV = wg_desc(sV, 16, 1024);
+    mbar_wait(kvbar, 0);
+
+    const float *lse = p.lse + (long)bh * p.Nq, *Dsg = (p.Ds_exact ? p.Ds_exact : p.Ds) + (long)bh * p.Nq;
+    for (int it = 0; it < n; it++) {
+        const int st = it % WBST;
+        const uint32_t base = sSt + st * S::stage;
+        mbar_wait(full(st), (it / WBST) & 1);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            const uint32_t off = (kk >> 2) * 64 * 128 + (kk & 3) * 32;
+            wgmma_ss_n64(s, wg_desc_add(dK, off), wg_desc(base + off, 16, 1024), kk > 0);
+        }
+        wg_commit(); /* group: S^T */
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            const uint32_t off = (kk >> 2) * 64 * 128 + (kk & 3) * 32;
+            wgmma_ss_n64(dp, wg_desc_add(dV, off), wg_desc(base + T + off, 16, 1024), kk > 0);
+        }
+        wg_commit(); /* group: dP^T */
+        /* lse (as log2) of this thread's 16 query columns, read while the products run; rows past
+         * Nq get lse = inf (P = 0, so dS = 0 too) */
+        const int q0 = seq.tile(it) * 64;
+        const bool whole = q0 + 64 <= p.Nq;
+        float L2[8][2];
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int q = q0 + j * 8 + 2 * t + e;
+                L2[j][e] = whole || q < p.Nq ? __fmul_rn(lse[whole || q < p.Nq ? q : 0], SLA_LOG2E) : INFINITY;
+            }
+        wg_wait<1>(); /* S^T, and the previous tile's dV and dK: its stage is free */
+        wg_pin(s);
+        wg_pin(dk);
+        wg_pin(dv);
+        wg_pin(pa);
+        wg_pin(pd);
+        if (it > 0 && lane == 0) mbar_arrive(empty((it - 1) % WBST));
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[j][e] = fast_exp2(fmaf(s[j][e], sl2, -L2[j][e & 1])); /* P^T */
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(pa[kk], s, kk);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(dv, pa[kk], wg_desc(base + T + kk * 2048, 64 * 128, 1024), 1);
+        wg_commit(); /* group: dV += P^T dO */
+        float D2[8][2];
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int q = q0 + j * 8 + 2 * t + e;
+                D2[j][e] = whole || q < p.Nq ? Dsg[whole || q < p.Nq ? q : 0] : 0.f;
+            }
+        wg_wait<1>(); /* dP^T */
+        wg_pin(dp);
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) dp[j][e] = s[j][e] * (dp[j][e] - D2[j][e & 1]); /* dS^T */
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(pd[kk], dp, kk);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(dk, pd[kk], wg_desc(base + kk * 2048, 64 * 128, 1024), 1);
+        wg_commit();
+    }
+    wg_wait<0>();
+    wg_pin(dk);
+    wg_pin(dv);
+
+    const float scale = rsqrtf((float)D);
+    const int r0 = k0 + w * 16;
+    frag_store_global_add<ND>(dk, scale, p.dk + (long)bh * p.Nk * D, D, r0, p.Nk, p.add, lane);
+    frag_store_global_add<ND>(dv, 1.f, p.dv + (long)bh * p.Nk * D, D, r0, p.Nk, p.add, lane);
+#endif
+}
+
+template <int D> void launch_wg_dkdv(const FlashParams &p, int BH) {
+    constexpr int smem = WgBwdSmem<D>::total;
+    static bool init = false;
+    if (!init) sla_smem_limit(wg_dkdv_kernel<D>, smem), init = true;
+    if (p.Nk == 0) return;
+    const CUtensorMap tq = wg_tile_map(p.q, BH, p.Nq, D), tk = wg_tile_map(p.k, BH, p.Nk, D);
+    const CUtensorMap tv = wg_tile_map(p.v, BH, p.Nk, D), tdo = wg_tile_map(p.dout, BH, p.Nq, D);
+    /* ordered: every tile of every key block (an all-padding last tile writes nothing) */
+    dim3 grid(p.order ? p.Tk * p.tpb : (p.Nk + 63) / 64, BH);
+    wg_dkdv_kernel<D><<<grid, 160, smem, cuda_stream()>>>(tq, tk, tv, tdo, p);
+    CUDA_CHECK_LAUNCH();
+}
+
+} // namespace
+
+void flash_backward_dkdv_wg(const FlashParams &p, int BH, int D) {
+    if (D == 128) launch_wg_dkdv<128>(p, BH);
+    else if (D == 64) launch_wg_dkdv<64>(p, BH);
+    else CHECK(0, "flash_backward_dkdv_wg: unsupported head dim %d", D);
+}
