@@ -21,7 +21,15 @@ static tensor_t param_in(const dit_t *m, const tensor_t *arena, int i) {
 
 tensor_t dit_param(const dit_t *m, int i) { return param_in(m, &m->params, i); }
 tensor_t dit_param_work(const dit_t *m, int i) { return param_in(m, &m->params_work, i); }
-tensor_t dit_grad(const dit_t *m, int i) { return param_in(m, &m->grads, i); }
+tensor_t dit_grad(const dit_t *m, int i) {
+    CHECK(!m->forward_only, "dit_grad: the model was built forward-only (DIT_FORWARD_ONLY) and has no gradients");
+    return param_in(m, &m->grads, i);
+}
+
+/* How many block_acts_t sets there are: one reused by every block (recompute, forward-only) or one
+ * per block; and the set of a layer. */
+static int block_sets(const dit_t *m) { return m->recompute || m->forward_only ? 1 : m->cfg.layers; }
+static block_acts_t *block_set(const dit_t *m, int layer) { return &m->acts->blocks[block_sets(m) == 1 ? 0 : layer]; }
 
 tensor_t dit_view(const tensor_t *t, int ndim, const int64_t *shape) {
     tensor_t v = tensor_make(t->dtype, t->device, ndim, shape);
@@ -67,27 +75,38 @@ static void find_block_params(const dit_t *m, int l, block_params_t *p) {
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) fields[i] = find(m, l, names[i]);
 }
 
-/* Each layer's self-attention store (attn_saved_t): the output, and lse (dense) or the whole SLA
- * saved state. Returns its bytes in the arena. */
-static size_t layout_attn(dit_t *m, arena_t *ar, dtype_t act) {
+/* One self-attention store (attn_saved_t): the output, and lse (dense) and/or the whole SLA saved
+ * state; what is not asked for stays an empty descriptor. */
+static void place_attn_store(dit_t *m, arena_t *ar, dtype_t act, int sla, int dense, attn_saved_t *s) {
     int64_t B = m->B, L = m->L, H = m->cfg.heads, D = m->cfg.dim / H;
+    memset(s, 0, sizeof *s);
+    s->ao = arena_tensor(ar, act, 4, (int64_t[]){B, H, L, D});
+    if (sla) {
+        sla_saved_describe(&s->sla, &m->acts->sla_dims, m->device);
+        tensor_t *t = &s->sla.lut; /* sla_saved_t is SLA_SAVED_TENSORS tensors (sla.h) */
+        for (int i = 0; i < SLA_SAVED_TENSORS; i++) arena_place(ar, &t[i]);
+    }
+    if (dense) s->lse = arena_tensor(ar, DTYPE_F32, 3, (int64_t[]){B, H, L});
+}
+
+/* Each layer's self-attention store, or forward-only one store that every layer overwrites (with
+ * what the model's kinds of layer need). Returns their bytes in the arena. */
+static size_t layout_attn(dit_t *m, arena_t *ar, dtype_t act) {
+    attn_saved_t *st = m->acts->attn;
     size_t start = ar->used;
-    for (int l = 0; l < m->cfg.layers; l++) {
-        attn_saved_t *s = &m->acts->attn[l];
-        memset(s, 0, sizeof *s);
-        s->ao = arena_tensor(ar, act, 4, (int64_t[]){B, H, L, D});
-        if (m->use_sla[l]) {
-            sla_saved_describe(&s->sla, &m->acts->sla_dims, m->device);
-            tensor_t *t = &s->sla.lut; /* sla_saved_t is SLA_SAVED_TENSORS tensors (sla.h) */
-            for (int i = 0; i < SLA_SAVED_TENSORS; i++) arena_place(ar, &t[i]);
-        } else {
-            s->lse = arena_tensor(ar, DTYPE_F32, 3, (int64_t[]){B, H, L});
-        }
+    if (m->forward_only) {
+        int any_sla = 0, any_dense = 0;
+        for (int l = 0; l < m->cfg.layers; l++) any_sla |= m->use_sla[l], any_dense |= !m->use_sla[l];
+        place_attn_store(m, ar, act, any_sla, any_dense, &st[0]);
+        for (int l = 1; l < m->cfg.layers; l++) st[l] = st[0];
+    } else {
+        for (int l = 0; l < m->cfg.layers; l++) place_attn_store(m, ar, act, m->use_sla[l], !m->use_sla[l], &st[l]);
     }
     return ar->used - start;
 }
 
-/* Hands out every activation tensor; run once to measure, once to place. */
+/* Hands out every activation tensor (forward-only: no backward scratch, and the residual stream in
+ * two buffers that the blocks alternate on); run once to measure, once to place. */
 static void layout(dit_t *m, arena_t *ar) {
     dit_acts_t *A = m->acts;
     device_t dev = m->device;
@@ -97,8 +116,7 @@ static void layout(dit_t *m, arena_t *ar) {
     int64_t BLC[3] = {B, L, C}, BL[1] = {B * L}, BHLD[4] = {B, H, L, D}, BHtD[4] = {B, H, Lt, D}, BtC[3] = {B, Lt, C};
     int64_t BC[2] = {B, C}, E6[3] = {6, B, C};
     (void)dev;
-    int nsets = m->recompute ? 1 : m->cfg.layers;
-    for (int s = 0; s < nsets; s++) {
+    for (int s = 0; s < block_sets(m); s++) {
         block_acts_t *a = &A->blocks[s];
         a->n1 = arena_tensor(ar, act, 3, BLC), a->h1 = arena_tensor(ar, act, 3, BLC);
         a->n1_mean = arena_tensor(ar, res, 1, BL), a->n1_rstd = arena_tensor(ar, res, 1, BL);
@@ -126,7 +144,8 @@ static void layout(dit_t *m, arena_t *ar) {
         a->y2 = arena_tensor(ar, act, 3, BLC);
     }
     m->attn_saved_bytes = layout_attn(m, ar, act);
-    for (int l = 0; l <= m->cfg.layers; l++) A->xs[l] = arena_tensor(ar, res, 3, BLC);
+    for (int l = 0; l <= m->cfg.layers; l++)
+        A->xs[l] = m->forward_only && l >= 2 ? A->xs[l & 1] : arena_tensor(ar, res, 3, BLC);
     for (int l = 0; l < m->cfg.layers; l++) A->e_blk[l] = arena_tensor(ar, res, 3, E6);
     A->ones = arena_tensor(ar, res, 2, BC);
     A->patches = arena_tensor(ar, act, 3, (int64_t[]){B, L, m->cfg.in_channels * P});
@@ -141,6 +160,7 @@ static void layout(dit_t *m, arena_t *ar) {
     A->hn = arena_tensor(ar, res, 3, BLC), A->hm = arena_tensor(ar, res, 3, BLC);
     A->hn_mean = arena_tensor(ar, res, 1, BL), A->hn_rstd = arena_tensor(ar, res, 1, BL);
     A->ho = arena_tensor(ar, res, 3, (int64_t[]){B, L, P * m->cfg.out_channels});
+    if (m->forward_only) return; /* the rest is the backward's */
     grad_scratch_t *g = &A->gs;
     g->g = arena_tensor(ar, res, 3, BLC), g->tmp_res = arena_tensor(ar, res, 3, BLC), g->dh1 = arena_tensor(ar, res, 3, BLC);
     g->dact_a = arena_tensor(ar, act, 3, BLC), g->dact_b = arena_tensor(ar, act, 3, BLC);
@@ -162,9 +182,14 @@ static void layout(dit_t *m, arena_t *ar) {
     A->dx0_act = arena_tensor(ar, act, 3, BLC);
 }
 
-int dit_init(dit_t *m, const model_config_t *cfg, device_t device, int B, int F, int H, int W, int recompute,
+int dit_init(dit_t *m, const model_config_t *cfg, device_t device, int B, int F, int H, int W, dit_mode_t mode,
              char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
+    if (mode != DIT_TRAIN && mode != DIT_TRAIN_RECOMPUTE && mode != DIT_FORWARD_ONLY) {
+        snprintf(err, errlen, "dit_init: mode %d is not DIT_TRAIN (0), DIT_TRAIN_RECOMPUTE (1) or DIT_FORWARD_ONLY (2)",
+                 (int)mode);
+        return -1;
+    }
     if (param_table_build(cfg, &m->table, err, errlen)) return -1;
     if (B < 1 || F < 1 || H < 1 || W < 1 || F % cfg->patch_f || H % cfg->patch_h || W % cfg->patch_w) {
         snprintf(err, errlen, "latent shape [%d, %d, %d, %d, %d] is not positive or not divisible by the patch %dx%dx%d", B,
@@ -193,22 +218,23 @@ int dit_init(dit_t *m, const model_config_t *cfg, device_t device, int B, int F,
     }
     m->cfg = *cfg;
     m->device = device;
-    m->B = B, m->F = F, m->H = H, m->W = W, m->recompute = recompute;
+    m->B = B, m->F = F, m->H = H, m->W = W;
+    m->recompute = mode == DIT_TRAIN_RECOMPUTE, m->forward_only = mode == DIT_FORWARD_ONLY;
     m->Fp = F / cfg->patch_f, m->Hp = H / cfg->patch_h, m->Wp = W / cfg->patch_w;
     m->L = m->Fp * m->Hp * m->Wp;
     model_sla_layer_mask(cfg, m->use_sla, err, errlen);
     int64_t total = (int64_t)m->table.total;
     m->params = tensor_alloc(DTYPE_F32, device, 1, &total);
-    m->grads = tensor_alloc(DTYPE_F32, device, 1, &total);
+    if (m->forward_only) m->grads = tensor_make(DTYPE_F32, device, 1, (int64_t[]){0}); /* no data */
+    else m->grads = tensor_alloc(DTYPE_F32, device, 1, &total), tensor_zero(&m->grads);
     m->params_work = device == DEVICE_CPU ? m->params : tensor_alloc(DTYPE_BF16, device, 1, &total);
-    tensor_zero(&m->params), tensor_zero(&m->grads);
+    tensor_zero(&m->params);
 
     dit_acts_t *A = xcalloc(1, sizeof *A);
     m->acts = A;
     A->bp = xcalloc((unsigned long)cfg->layers, sizeof *A->bp);
     for (int l = 0; l < cfg->layers; l++) find_block_params(m, l, &A->bp[l]);
-    int nsets = recompute ? 1 : cfg->layers;
-    A->blocks = xcalloc((unsigned long)nsets, sizeof *A->blocks);
+    A->blocks = xcalloc((unsigned long)block_sets(m), sizeof *A->blocks);
     A->attn = xcalloc((unsigned long)cfg->layers, sizeof *A->attn);
     A->xs = xcalloc((unsigned long)cfg->layers + 1, sizeof *A->xs);
     A->e_blk = xcalloc((unsigned long)cfg->layers, sizeof *A->e_blk);
@@ -247,7 +273,10 @@ void dit_params_changed(dit_t *m) {
     if (m->params_work.data != m->params.data) tensor_convert(&m->params, &m->params_work);
 }
 
-void dit_zero_grads(dit_t *m) { tensor_zero(&m->grads); }
+void dit_zero_grads(dit_t *m) {
+    CHECK(!m->forward_only, "dit_zero_grads: the model was built forward-only (DIT_FORWARD_ONLY) and has no gradients");
+    tensor_zero(&m->grads);
+}
 
 /* y = x w^T + b with parameters from the master (fp32) arena: the time path and the head. */
 static void lin_f32(const dit_t *m, const char *w, const char *b, const tensor_t *x, tensor_t *y) {
@@ -329,7 +358,7 @@ void dit_forward(dit_t *m, const tensor_t *latents, const tensor_t *t, const ten
     linear_forward(&A->patches, &pw2, &pb, &A->x0_act);
     tensor_convert(&A->x0_act, &A->xs[0]);
     for (int l = 0; l < m->cfg.layers; l++)
-        block_forward(m, l, &A->blocks[m->recompute ? 0 : l], &A->xs[l], &A->xs[l + 1], 0);
+        block_forward(m, l, block_set(m, l), &A->xs[l], &A->xs[l + 1], 0);
     /* head */
     tensor_t hmod = dit_param(m, find(m, -1, "head.modulation"));
     for (int k = 0; k < 2; k++) {
@@ -353,6 +382,8 @@ static void modulation_grad(const tensor_t *de, int n, tensor_t *gmod) {
 }
 
 void dit_backward(dit_t *m, const tensor_t *dpred) {
+    CHECK(!m->forward_only, "dit_backward: the model was built forward-only (DIT_FORWARD_ONLY): it has no gradients "
+                            "or backward memory; build it with DIT_TRAIN or DIT_TRAIN_RECOMPUTE to train it");
     dit_acts_t *A = m->acts;
     grad_scratch_t *gs = &A->gs;
     /* head */
@@ -369,7 +400,7 @@ void dit_backward(dit_t *m, const tensor_t *dpred) {
     /* blocks */
     tensor_zero(&A->dctx), tensor_zero(&A->de0);
     for (int l = m->cfg.layers - 1; l >= 0; l--) {
-        block_acts_t *a = &A->blocks[m->recompute ? 0 : l];
+        block_acts_t *a = block_set(m, l);
         if (m->recompute) block_forward(m, l, a, &A->xs[l], &gs->tmp_res, 1); /* self-attention kept */
         block_backward(m, l, a);
         tensor_t gmod = dit_grad(m, A->bp[l].modulation);

@@ -16,10 +16,12 @@ typedef struct block_params {
     int ffn0_w, ffn0_b, ffn2_w, ffn2_b;
 } block_params_t;
 
-/* What one layer's self-attention forward produced, kept per layer in both modes (with recompute
- * the backward's re-run of the block skips the attention and reads this instead): its output and
- * everything the attention backward reads besides q, k, v, which are recomputed (dense: lse; SLA:
- * the whole sla_saved_t; ops.h's backends keep nothing else between forward and backward). */
+/* What one layer's self-attention forward produced, kept per layer in both training modes (with
+ * recompute the backward's re-run of the block skips the attention and reads this instead): its
+ * output and everything the attention backward reads besides q, k, v, which are recomputed (dense:
+ * lse; SLA: the whole sla_saved_t; ops.h's backends keep nothing else between forward and
+ * backward). Forward-only, every layer's entry is the same store, with lse and/or sla as the
+ * model's layers need. */
 typedef struct attn_saved {
     tensor_t ao;     /* act [B,H,L,D] */
     tensor_t lse;    /* f32 [B,H,L] on dense layers; an empty descriptor on SLA layers */
@@ -27,7 +29,7 @@ typedef struct attn_saved {
 } attn_saved_t;
 
 /* What the rest of one block's backward needs (one set per block, or a single reused set with
- * recompute). */
+ * recompute and forward-only). */
 typedef struct block_acts {
     tensor_t n1, h1, n1_mean, n1_rstd;             /* LN1 out, modulated (act [B,L,C]); stats f32 [B*L] */
     tensor_t q_lin, k_lin, v_lin, q_rstd, k_rstd;  /* projections (act [B,L,C]), RMSNorm stats */
@@ -58,10 +60,11 @@ typedef struct grad_scratch {
 
 struct dit_acts {
     block_params_t *bp;             /* [layers] */
-    block_acts_t *blocks;           /* [layers], or [1] with recompute */
-    attn_saved_t *attn;             /* [layers] */
+    block_acts_t *blocks;           /* [layers], or [1] with recompute or forward-only */
+    attn_saved_t *attn;             /* [layers] (forward-only: copies of one shared store) */
     sla_dims_t sla_dims;            /* SLA sizes of every SLA layer (set when there is one) */
-    tensor_t *xs;                   /* res [layers+1] x [B,L,C]: each block's input, then the last output */
+    tensor_t *xs;                   /* res [layers+1] x [B,L,C]: each block's input, then the last output
+                                       (forward-only: xs[l] = xs[l & 1], two buffers) */
     tensor_t *e_blk;                /* f32 [layers] x [6,B,C]: e0 + the block's modulation */
     tensor_t ones;                  /* f32 [B,C] of ones: an ungated residual add */
     /* embeddings */
@@ -70,7 +73,7 @@ struct dit_acts {
     tensor_t temb, e1, e1s, e, es, e0flat, e0; /* f32 time path: [B,256], [B,C] x4, [B,6C], [6,B,C] */
     /* head */
     tensor_t eh, hn, hn_mean, hn_rstd, hm, ho; /* f32 [2,B,C], LN out, stats, modulated, out [B,L,64] */
-    /* backward */
+    /* backward (not placed forward-only: empty descriptors) */
     grad_scratch_t gs;
     tensor_t dctx;                  /* res [B,Lt,C]: sum over blocks */
     tensor_t de0, de_e;             /* f32 [6,B,C], [B,C] */

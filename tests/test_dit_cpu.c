@@ -8,9 +8,15 @@
  *    bit-identical gradients, for SLA, dense and mixed models, after a forward on other inputs;
  *    spoiling a kept output changes them (the pass reads it); both modes keep the same attention
  *    stores and recompute keeps less in all;
- * 5. text shorter than text_len is zero-padded: the same as passing the padded text. */
+ * 5. text shorter than text_len is zero-padded: the same as passing the padded text;
+ * 6. a forward-only model (DIT_FORWARD_ONLY) predicts bit-identically to a training model on the
+ *    same weights and inputs (after a forward on other inputs), for dense, SLA and mixed models,
+ *    with no gradients, a smaller arena than recompute's and one shared attention store; its
+ *    dit_backward stops with a CHECK that says why (exit 1). */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "dit.h"
 #include "dit_internal.h"
@@ -50,9 +56,9 @@ static model_config_t tiny(attention_kind_t attn, double topk) {
     return c;
 }
 
-static void init_model(dit_t *m, const model_config_t *c, int recompute) {
+static void init_model(dit_t *m, const model_config_t *c, dit_mode_t mode) {
     char err[256];
-    if (dit_init(m, c, DEVICE_CPU, B, F, HL, WL, recompute, err, sizeof err)) {
+    if (dit_init(m, c, DEVICE_CPU, B, F, HL, WL, mode, err, sizeof err)) {
         fprintf(stderr, "dit_init: %s\n", err);
         exit(1);
     }
@@ -79,7 +85,7 @@ static double loss(dit_t *m, inputs_t *in) {
 
 static void check_all_gradients(const char *label, const model_config_t *c) {
     dit_t m;
-    init_model(&m, c, 0);
+    init_model(&m, c, DIT_TRAIN);
     randomize(&m, 5);
     inputs_t in = make_inputs(c, 9);
     loss(&m, &in);
@@ -132,7 +138,7 @@ static void check_all_gradients(const char *label, const model_config_t *c) {
 static void check_identity_blocks(void) {
     model_config_t c = tiny(ATTENTION_SLA, 0.5);
     dit_t m;
-    init_model(&m, &c, 0);
+    init_model(&m, &c, DIT_TRAIN);
     randomize(&m, 3);
     const char *zero[] = {"self_attn.o.weight", "self_attn.o.bias", "cross_attn.o.weight", "cross_attn.o.bias",
                           "ffn.2.weight", "ffn.2.bias"};
@@ -157,8 +163,8 @@ static void check_full_sla_is_dense(void) {
     model_config_t cs = tiny(ATTENTION_SLA, 1.0), cd = tiny(ATTENTION_DENSE, 1.0);
     cs.sla.feature = SLA_FEATURE_SOFTMAX;
     dit_t ms, md;
-    init_model(&ms, &cs, 0);
-    init_model(&md, &cd, 0);
+    init_model(&ms, &cs, DIT_TRAIN);
+    init_model(&md, &cd, DIT_TRAIN);
     randomize(&md, 8);
     for (int i = 0; i < ms.table.count; i++) { /* copy by name; SLA's proj stays zero */
         const param_info_t *pi = &ms.table.p[i];
@@ -182,8 +188,8 @@ static void check_full_sla_is_dense(void) {
 
 static void check_recompute(const char *label, const model_config_t *c) {
     dit_t m0, m1;
-    init_model(&m0, c, 0);
-    init_model(&m1, c, 1);
+    init_model(&m0, c, DIT_TRAIN);
+    init_model(&m1, c, DIT_TRAIN_RECOMPUTE);
     randomize(&m0, 6);
     memcpy(m1.params.data, m0.params.data, tensor_bytes(&m0.params));
     inputs_t in = make_inputs(c, 3), other = make_inputs(c, 11);
@@ -215,7 +221,7 @@ static void check_recompute(const char *label, const model_config_t *c) {
 static void check_padding(void) {
     model_config_t c = tiny(ATTENTION_SLA, 0.5);
     dit_t m;
-    init_model(&m, &c, 0);
+    init_model(&m, &c, DIT_TRAIN);
     randomize(&m, 6);
     inputs_t in = make_inputs(&c, 3);
     /* the same text, explicitly zero-padded to text_len */
@@ -233,6 +239,58 @@ static void check_padding(void) {
     dit_free(&m);
 }
 
+/* Runs dit_backward on a forward-only model in a child; returns its exit status, its stderr in msg. */
+static int backward_in_child(dit_t *m, const tensor_t *dpred, char *msg, size_t len) {
+    int fd[2];
+    if (pipe(fd)) return -1;
+    fflush(stdout), fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        dup2(fd[1], 2);
+        dit_backward(m, dpred);
+        _exit(0);
+    }
+    close(fd[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < len && (r = read(fd[0], msg + n, len - 1 - n)) > 0) n += (size_t)r;
+    msg[n] = '\0';
+    close(fd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void check_forward_only(const char *label, const model_config_t *c) {
+    dit_t m0, m1, m2; /* training, recompute (arena sizes), forward-only */
+    init_model(&m0, c, DIT_TRAIN);
+    init_model(&m1, c, DIT_TRAIN_RECOMPUTE);
+    init_model(&m2, c, DIT_FORWARD_ONLY);
+    randomize(&m0, 12);
+    memcpy(m2.params.data, m0.params.data, tensor_bytes(&m0.params));
+    inputs_t in = make_inputs(c, 5), other = make_inputs(c, 13), ref = make_inputs(c, 5);
+    loss(&m0, &ref);
+    loss(&m2, &other); /* the shared buffers must not leak the previous forward */
+    loss(&m2, &in);
+    EXPECT(!memcmp(in.pred.data, ref.pred.data, tensor_bytes(&in.pred)), "%s: forward-only prediction differs", label);
+    EXPECT(m2.forward_only && !m2.recompute && m2.grads.data == NULL, "%s: a forward-only model has gradients", label);
+    int uniform = 1; /* all layers of one kind: the shared store is one layer's */
+    for (int l = 1; l < c->layers; l++) uniform &= m0.use_sla[l] == m0.use_sla[0];
+    EXPECT(m2.arena.size < m1.arena.size && m2.attn_saved_bytes < m1.attn_saved_bytes &&
+               (!uniform || m2.attn_saved_bytes * (size_t)c->layers == m1.attn_saved_bytes),
+           "%s: forward-only arena %zu (attention %zu) bytes vs recompute %zu (%zu)", label, m2.arena.size,
+           m2.attn_saved_bytes, m1.arena.size, m1.attn_saved_bytes);
+    char msg[1024];
+    int rc = backward_in_child(&m2, &in.g, msg, sizeof msg);
+    EXPECT(rc == 1 && strstr(msg, "dit_backward") && strstr(msg, "forward-only"),
+           "%s: dit_backward on a forward-only model: exit %d, stderr '%s'", label, rc, msg);
+    printf("%s: arena %zu bytes (attention store %zu) vs %zu with recompute, %zu without\n", label, m2.arena.size,
+           m2.attn_saved_bytes, m1.arena.size, m0.arena.size);
+    free_inputs(&in), free_inputs(&other), free_inputs(&ref);
+    dit_free(&m0), dit_free(&m1), dit_free(&m2);
+}
+
 int main(void) {
     model_config_t sla = tiny(ATTENTION_SLA, 0.5), dense = tiny(ATTENTION_DENSE, 1.0);
     check_all_gradients("tiny SLA (topk 0.5, elu, complement)", &sla);
@@ -245,5 +303,8 @@ int main(void) {
     check_recompute("recompute, dense", &dense);
     check_recompute("recompute, mixed", &mixed);
     check_padding();
+    check_forward_only("forward-only, SLA", &sla);
+    check_forward_only("forward-only, dense", &dense);
+    check_forward_only("forward-only, mixed", &mixed);
     return test_summary("test_dit_cpu");
 }

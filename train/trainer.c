@@ -40,7 +40,7 @@ typedef struct trainer {
     dataset_t data;
     sampler_t sampler;
     dit_t model;
-    dit_t teacher;                        /* frozen dense model when distilling (else no table) */
+    dit_t teacher;                        /* frozen dense model, forward-only, when distilling (else no table) */
     tensor_t adam_m, adam_v, ema;         /* f32 [total] on the device (ema empty when off) */
     int64_t step, bad_steps;
     sampler_cursor_t cursor;
@@ -322,15 +322,15 @@ static void log_step(trainer_t *tr, double loss, double gnorm, double lr, double
     fflush(stdout);
 }
 
-/* The frozen dense-attention teacher: the student's shape with dense attention, forward only
- * (recompute mode keeps just each block's input), weights from cfg->teacher. */
+/* The frozen dense-attention teacher: the student's shape with dense attention, built forward-only
+ * (no gradients, no backward memory, no per-layer attention stores), weights from cfg->teacher. */
 static int setup_teacher(trainer_t *tr, device_t dev) {
     const run_config_t *cfg = tr->cfg;
     char err[2048];
     model_config_t tc = cfg->model;
     tc.attention = ATTENTION_DENSE;
-    if (dit_init(&tr->teacher, &tc, dev, cfg->batch, tr->data.frames, tr->data.height, tr->data.width, 1, err,
-                 sizeof err))
+    if (dit_init(&tr->teacher, &tc, dev, cfg->batch, tr->data.frames, tr->data.height, tr->data.width,
+                 DIT_FORWARD_ONLY, err, sizeof err))
         return fail("sla-train: teacher: %s", err);
     float *host = xcalloc(tr->teacher.table.total, sizeof(float));
     int rc = weights_load_any(cfg->teacher, &tr->teacher.table, host, NULL, err, sizeof err);
@@ -357,7 +357,7 @@ static int setup(trainer_t *tr, const run_config_t *cfg, trainer_rank_t who) {
     if (sampler_init(&tr->sampler, cfg->seed, tr->data.n, err, sizeof err)) return fail("sla-train: %s", err);
     device_t dev = pick_device(cfg->backend);
     if (dit_init(&tr->model, &cfg->model, dev, cfg->batch, tr->data.frames, tr->data.height, tr->data.width,
-                 cfg->recompute, err, sizeof err))
+                 cfg->recompute ? DIT_TRAIN_RECOMPUTE : DIT_TRAIN, err, sizeof err))
         return fail("sla-train: model: %s", err);
     int64_t total = (int64_t)tr->model.table.total;
     tr->adam_m = tensor_alloc(DTYPE_F32, dev, 1, &total);
