@@ -488,7 +488,8 @@ void flash_forward(const FlashParams &p, int BH, int D, int bq) {
 
 void flash_backward_dq(const FlashParams &p, int BH, int D, int bq) {
     const bool one = bq == 128 && (flash_variant() & 1);
-    if (D == 128 && one) launch_dq<128, 128>(p, BH, 1);
+    if (flash_wg_available() && (D == 64 || D == 128) && (bq == 64 || bq == 128)) flash_backward_dq_wg(p, BH, D, bq);
+    else if (D == 128 && one) launch_dq<128, 128>(p, BH, 1);
     else if (D == 128 && (bq == 64 || bq == 128)) launch_dq<128, 64>(p, BH, bq / 64);
     else if (D == 64 && one) launch_dq<64, 128>(p, BH, 1);
     else if (D == 64 && (bq == 64 || bq == 128)) launch_dq<64, 64>(p, BH, bq / 64);

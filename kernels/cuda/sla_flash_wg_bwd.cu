@@ -1,5 +1,6 @@
-/* kernels/cuda/sla_flash_wg_bwd.cu — the flash-attention dK/dV backward on Hopper's warpgroup MMA
- * (wgmma, sm_90a), with flash_dkdv_kernel's contract (sla_flash.cu): per 64-key tile, over the list
+/* kernels/cuda/sla_flash_wg_bwd.cu — the flash-attention backward on Hopper's warpgroup MMA (wgmma,
+ * sm_90a), with the contracts of sla_flash.cu's flash_dq_kernel (wg_dq_kernel, described at it) and
+ * flash_dkdv_kernel (wg_dkdv_kernel): per 64-key tile, over the list
  * of 64-row query tiles that kept its key block (or every query tile in dense mode),
  *   S^T = K Q^T, dP^T = V dO^T, P^T = exp(scale S^T - lse), dS^T = P^T (dP^T - Ds),
  *   dV += P^T dO, dK += scale dS^T Q,
@@ -168,6 +169,171 @@ __global__ void __launch_bounds__(160, 1)
 #endif
 }
 
+/* dQ: per query block of 64 NWG rows (a warpgroup per 64 rows, one producer warp), over its key
+ * tiles (kept list, or all): S = Q K^T, dP = dO V^T, P = exp(scale S - lse), E += rowsum(P dP),
+ * acc += (P dP - P Ds) K and Y += P K; at the end dq (+)= scale (acc + (Ds - E) Y), which equals
+ * scale sum dS K with dS = P (dP - E), the Ds consistent with the P and dP used, and E is written
+ * to Ds_exact for the dK/dV kernel. Keys past Nk get P = 0. */
+template <int D, int NWG> struct WgDqSmem {
+    static constexpr int BQ = 64 * NWG;
+    static constexpr int q = BQ * D * 2;     /* bytes of the Q (and of the dO) tile */
+    static constexpr int tile = 64 * D * 2;  /* bytes of one K or V tile */
+    static constexpr int bars = 2 * q + WBST * 2 * tile;
+    static constexpr int total = bars + 8 * (2 * WBST + 1) + 1024;
+};
+
+template <int D, int NWG>
+__global__ void __launch_bounds__(NWG * 128 + 32, 1)
+    wg_dq_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                 const __grid_constant__ CUtensorMap tv, const __grid_constant__ CUtensorMap tdo, FlashParams p) {
+#ifdef SLA_WGMMA_DEVICE
+    using S = WgDqSmem<D, NWG>;
+    constexpr int BQ = S::BQ, ND = D / 8, T = S::tile;
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    const uint32_t sQ = (smem_u32(smem_raw) + 1023u) & ~1023u, sO = sQ + S::q, sKV = sO + S::q, sBar = sQ + S::bars;
+    auto full = [&](int st) { return sBar + 8 * st; };
+    auto empty = [&](int st) { return sBar + 8 * (WBST + st); };
+    const uint32_t qbar = sBar + 16 * WBST;
+    const int tid = threadIdx.x, wg = tid >> 7, w = (tid >> 5) & 3, lane = tid & 31, t = lane & 3;
+    const int bh = blockIdx.y, q0 = blockIdx.x * BQ;
+    const TileSeq seq = key_seq(p, bh, blockIdx.x); /* CTA x: part x % qsub of lut query block x / qsub */
+    const int n = seq.size();
+
+    if (tid == 0) {
+        for (int st = 0; st < WBST; st++) mbar_init(full(st), 1), mbar_init(empty(st), NWG * 4);
+        mbar_init(qbar, 1);
+        wg_proxy_fence();
+    }
+    __syncthreads();
+    if (tid >= NWG * 128) { /* the producer warp */
+        if (lane == 0) {
+            mbar_expect_tx(qbar, 2 * S::q);
+            for (int g = 0; g < NWG; g++)
+                for (int sl = 0; sl < D / 64; sl++) {
+                    tma_load_3d(sQ + sl * BQ * 128 + g * 64 * 128, &tq, sl * 64, q0 + g * 64, bh, qbar);
+                    tma_load_3d(sO + sl * BQ * 128 + g * 64 * 128, &tdo, sl * 64, q0 + g * 64, bh, qbar);
+                }
+            for (int i = 0; i < n; i++) {
+                const int st = i % WBST, row = seq.tile(i) * 64;
+                if (i >= WBST) mbar_wait(empty(st), (i / WBST - 1) & 1);
+                mbar_expect_tx(full(st), 2 * T);
+                for (int sl = 0; sl < D / 64; sl++) {
+                    tma_load_3d(sKV + st * 2 * T + sl * 64 * 128, &tk, sl * 64, row, bh, full(st));
+                    tma_load_3d(sKV + st * 2 * T + T + sl * 64 * 128, &tv, sl * 64, row, bh, full(st));
+                }
+            }
+        }
+        return;
+    }
+
+    const float sl2 = SLA_LOG2E * rsqrtf((float)D);
+    const int row0 = q0 + wg * 64 + w * 16 + (lane >> 2), row1 = row0 + 8;
+    const float *lse = p.lse + (long)bh * p.Nq, *Dsg = p.Ds + (long)bh * p.Nq;
+    const float L0 = row0 < p.Nq ? lse[row0] * SLA_LOG2E : INFINITY, L1 = row1 < p.Nq ? lse[row1] * SLA_LOG2E : INFINITY;
+    const float D0 = row0 < p.Nq ? Dsg[row0] : 0.f, D1 = row1 < p.Nq ? Dsg[row1] : 0.f;
+    float acc[ND][4], accy[ND][4], s[8][4], dp[8][4];
+    uint32_t ap[4][4], ad[4][4];
+#pragma unroll
+    for (int j = 0; j < ND; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[j][e] = accy[j][e] = 0.f;
+    float e0 = 0.f, e1 = 0.f;
+    const uint64_t dQ = wg_desc(sQ + wg * 64 * 128, 16, 1024), dO = wg_desc(sO + wg * 64 * 128, 16, 1024);
+    mbar_wait(qbar, 0);
+
+    for (int it = 0; it < n; it++) {
+        const int st = it % WBST;
+        const uint32_t sK = sKV + st * 2 * T, sV = sK + T;
+        mbar_wait(full(st), (it / WBST) & 1);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++)
+            wgmma_ss_n64(s, wg_desc_add(dQ, (kk >> 2) * BQ * 128 + (kk & 3) * 32),
+                         wg_desc(sK + (kk >> 2) * 64 * 128 + (kk & 3) * 32, 16, 1024), kk > 0);
+        wg_commit(); /* group: S */
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++)
+            wgmma_ss_n64(dp, wg_desc_add(dO, (kk >> 2) * BQ * 128 + (kk & 3) * 32),
+                         wg_desc(sV + (kk >> 2) * 64 * 128 + (kk & 3) * 32, 16, 1024), kk > 0);
+        wg_commit(); /* group: dP */
+        wg_wait<1>(); /* S, and the previous tile's acc and Y products: its stage is free */
+        wg_pin(s);
+        wg_pin(acc);
+        wg_pin(accy);
+        wg_pin(ap);
+        wg_pin(ad);
+        if (it > 0 && lane == 0) mbar_arrive(empty((it - 1) % WBST));
+        const long k0 = (long)seq.tile(it) * 64;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            s[j][0] = fast_exp2(fmaf(s[j][0], sl2, -L0)), s[j][1] = fast_exp2(fmaf(s[j][1], sl2, -L0));
+            s[j][2] = fast_exp2(fmaf(s[j][2], sl2, -L1)), s[j][3] = fast_exp2(fmaf(s[j][3], sl2, -L1));
+        }
+        if (k0 + 64 > p.Nk) {
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    if (k0 + j * 8 + 2 * t + (e & 1) >= p.Nk) s[j][e] = 0.f;
+        }
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(ap[kk], s, kk);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(accy, ap[kk], wg_desc(sK + kk * 2048, 64 * 128, 1024), 1);
+        wg_commit(); /* group: Y += P K */
+        wg_wait<1>(); /* dP */
+        wg_pin(dp);
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float pd = s[j][e] * dp[j][e];
+                if (e < 2) e0 += pd; else e1 += pd;
+                dp[j][e] = pd - s[j][e] * (e < 2 ? D0 : D1);
+            }
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(ad[kk], dp, kk);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(acc, ad[kk], wg_desc(sK + kk * 2048, 64 * 128, 1024), 1);
+        wg_commit(); /* group: acc += (P dP - P Ds) K */
+    }
+    wg_wait<0>();
+    wg_pin(acc);
+    wg_pin(accy);
+
+    e0 = quad_sum(e0), e1 = quad_sum(e1);
+    if (p.Ds_exact && t == 0) {
+        if (row0 < p.Nq) p.Ds_exact[(long)bh * p.Nq + row0] = e0;
+        if (row1 < p.Nq) p.Ds_exact[(long)bh * p.Nq + row1] = e1;
+    }
+    const float c0 = D0 - e0, c1 = D1 - e1;
+#pragma unroll
+    for (int j = 0; j < ND; j++) {
+        acc[j][0] += c0 * accy[j][0], acc[j][1] += c0 * accy[j][1];
+        acc[j][2] += c1 * accy[j][2], acc[j][3] += c1 * accy[j][3];
+    }
+    frag_store_global_add<ND>(acc, rsqrtf((float)D), p.dq + (long)bh * p.Nq * D, D, q0 + wg * 64 + w * 16, p.Nq,
+                              p.add, lane);
+#endif
+}
+
+/* qsub CTAs of 64 NWG rows per lut query block of bq rows. */
+template <int D, int NWG> void launch_wg_dq(const FlashParams &p0, int BH, int qsub) {
+    constexpr int smem = WgDqSmem<D, NWG>::total;
+    static bool init = false;
+    if (!init) sla_smem_limit(wg_dq_kernel<D, NWG>, smem), init = true;
+    if (p0.Nq == 0) return;
+    FlashParams p = p0;
+    p.qsub = qsub;
+    const CUtensorMap tq = wg_tile_map(p.q, BH, p.Nq, D), tk = wg_tile_map(p.k, BH, p.Nk, D);
+    const CUtensorMap tv = wg_tile_map(p.v, BH, p.Nk, D), tdo = wg_tile_map(p.dout, BH, p.Nq, D);
+    dim3 grid((p.Nq + 64 * NWG - 1) / (64 * NWG), BH);
+    wg_dq_kernel<D, NWG><<<grid, NWG * 128 + 32, smem, cuda_stream()>>>(tq, tk, tv, tdo, p);
+    CUDA_CHECK_LAUNCH();
+}
+
 template <int D> void launch_wg_dkdv(const FlashParams &p, int BH) {
     constexpr int smem = WgBwdSmem<D>::total;
     static bool init = false;
@@ -182,6 +348,15 @@ template <int D> void launch_wg_dkdv(const FlashParams &p, int BH) {
 }
 
 } // namespace
+
+/* One warpgroup per CTA: with a second one the producer warp's share of the register file caps
+ * every thread at 168 registers and the D = 128 kernel spills (two warpgroups sharing the K/V
+ * tiles need setmaxnreg and a whole producer warpgroup). */
+void flash_backward_dq_wg(const FlashParams &p, int BH, int D, int bq) {
+    if (D == 128 && (bq == 64 || bq == 128)) launch_wg_dq<128, 1>(p, BH, bq / 64);
+    else if (D == 64 && (bq == 64 || bq == 128)) launch_wg_dq<64, 1>(p, BH, bq / 64);
+    else CHECK(0, "flash_backward_dq_wg: unsupported head dim %d / query block %d", D, bq);
+}
 
 void flash_backward_dkdv_wg(const FlashParams &p, int BH, int D) {
     if (D == 128) launch_wg_dkdv<128>(p, BH);

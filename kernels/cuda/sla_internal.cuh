@@ -72,7 +72,9 @@ void flash_forward(const FlashParams &p, int BH, int D, int bq);
  * with flash_forward's contract. */
 bool flash_wg_available();
 void flash_forward_wg(const FlashParams &p, int BH, int D, int bq);
-/* dk, dv with flash_backward_dkdv's contract (sla_flash_wg_bwd.cu). */
+/* dq (and Ds_exact), dk, dv with flash_backward_dq's and flash_backward_dkdv's contracts
+ * (sla_flash_wg_bwd.cu). */
+void flash_backward_dq_wg(const FlashParams &p, int BH, int D, int bq);
 void flash_backward_dkdv_wg(const FlashParams &p, int BH, int D);
 /* The tensor map of the wgmma kernels: a [BH, N, D] bf16 tensor as 64 x 64 boxes in the sw128
  * layout (zeros outside). */
