@@ -7,8 +7,8 @@
  * with Ds the dq kernel's exact sum_c P dP (Ds_exact) when given. dk and dv are written (or added
  * to, with add) once, by one thread per element, in a fixed order: reruns are bit-identical.
  *
- * wg_dkdv_kernel  one CTA per key tile: one consumer warpgroup (16 keys per warp) and one producer
- *                 warp. K and V are copied once; the query tiles' Q and dO (sw128 layout) stream
+ * wg_dkdv_kernel  one CTA per key tile: one warpgroup (16 keys per warp), two CTAs per SM; thread 0
+ *                 issues the bulk copies. K and V are copied once; the query tiles' Q and dO (sw128 layout) stream
  *                 through WBST stages by bulk tensor copies (zeros past the ends) on full/empty
  *                 mbarriers; lse and Ds are read from global memory while the products run. Per
  *                 query tile the warpgroup issues S^T and dP^T as two groups; once S^T is done
@@ -23,7 +23,7 @@
 
 namespace {
 
-constexpr int WBST = 4; /* query-tile stages */
+constexpr int WBST = 2; /* stages of the streamed tiles: two CTAs of ~97 KB share an SM */
 
 template <int D> struct WgBwdSmem {
     static constexpr int tile = 64 * D * 2;          /* bytes of one 64-row bf16 tile */
@@ -34,7 +34,7 @@ template <int D> struct WgBwdSmem {
 };
 
 template <int D>
-__global__ void __launch_bounds__(160, 1)
+__global__ void __launch_bounds__(128, 2)
     wg_dkdv_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                    const __grid_constant__ CUtensorMap tv, const __grid_constant__ CUtensorMap tdo, FlashParams p) {
 #ifdef SLA_WGMMA_DEVICE
@@ -59,25 +59,23 @@ __global__ void __launch_bounds__(160, 1)
         wg_proxy_fence();
     }
     __syncthreads();
-    if (tid >= 128) { /* the producer warp */
-        if (lane == 0) {
-            mbar_expect_tx(kvbar, 2 * T);
-            for (int sl = 0; sl < D / 64; sl++) {
-                tma_load_3d(sK + sl * 64 * 128, &tk, sl * 64, k0, bh, kvbar);
-                tma_load_3d(sV + sl * 64 * 128, &tv, sl * 64, k0, bh, kvbar);
-            }
-            for (int i = 0; i < n; i++) {
-                const int st = i % WBST, row = seq.tile(i) * 64;
-                const uint32_t base = sSt + st * S::stage;
-                if (i >= WBST) mbar_wait(empty(st), (i / WBST - 1) & 1);
-                mbar_expect_tx(full(st), 2 * T);
-                for (int sl = 0; sl < D / 64; sl++) {
-                    tma_load_3d(base + sl * 64 * 128, &tq, sl * 64, row, bh, full(st));
-                    tma_load_3d(base + T + sl * 64 * 128, &tdo, sl * 64, row, bh, full(st));
-                }
-            }
+    /* Thread 0 issues every copy: K and V once, query tile i into stage i % WBST. */
+    auto issue = [&](int i) {
+        const int st = i % WBST, row = seq.tile(i) * 64;
+        const uint32_t base = sSt + st * S::stage;
+        mbar_expect_tx(full(st), 2 * T);
+        for (int sl = 0; sl < D / 64; sl++) {
+            tma_load_3d(base + sl * 64 * 128, &tq, sl * 64, row, bh, full(st));
+            tma_load_3d(base + T + sl * 64 * 128, &tdo, sl * 64, row, bh, full(st));
         }
-        return;
+    };
+    if (tid == 0) {
+        mbar_expect_tx(kvbar, 2 * T);
+        for (int sl = 0; sl < D / 64; sl++) {
+            tma_load_3d(sK + sl * 64 * 128, &tk, sl * 64, k0, bh, kvbar);
+            tma_load_3d(sV + sl * 64 * 128, &tv, sl * 64, k0, bh, kvbar);
+        }
+        for (int i = 0; i < WBST && i < n; i++) issue(i);
     }
 
     const float sl2 = SLA_LOG2E * rsqrtf((float)D);
@@ -88,6 +86,16 @@ __global__ void __launch_bounds__(160, 1)
 #pragma unroll
         for (int e = 0; e < 4; e++) dk[j][e] = dv[j][e] = 0.f;
     const uint64_t dK = wg_desc(sK, 16, 1024), dV = wg_desc(sV, 16, 1024);
+    /* Once every warp is past the products that read tile it - 1, its stage takes tile it - 1 + WBST. */
+    auto refill = [&](int it) {
+        if (it == 0) return;
+        const int st = (it - 1) % WBST;
+        if (lane == 0) mbar_arrive(empty(st));
+        if (tid == 0 && it - 1 + WBST < n) {
+            mbar_wait(empty(st), ((it - 1) / WBST) & 1);
+            issue(it - 1 + WBST);
+        }
+    };
     mbar_wait(kvbar, 0);
 
     const float *lse = p.lse + (long)bh * p.Nq, *Dsg = (p.Ds_exact ? p.Ds_exact : p.Ds) + (long)bh * p.Nq;
@@ -126,7 +134,7 @@ __global__ void __launch_bounds__(160, 1)
         wg_pin(dv);
         wg_pin(pa);
         wg_pin(pd);
-        if (it > 0 && lane == 0) mbar_arrive(empty((it - 1) % WBST));
+        refill(it);
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
@@ -169,65 +177,72 @@ __global__ void __launch_bounds__(160, 1)
 #endif
 }
 
-/* dQ: per query block of 64 NWG rows (a warpgroup per 64 rows, one producer warp), over its key
+/* dQ: per 64 query rows (one warpgroup; thread 0 issues the bulk copies), over its key
  * tiles (kept list, or all): S = Q K^T, dP = dO V^T, P = exp(scale S - lse), E += rowsum(P dP),
  * acc += (P dP - P Ds) K and Y += P K; at the end dq (+)= scale (acc + (Ds - E) Y), which equals
  * scale sum dS K with dS = P (dP - E), the Ds consistent with the P and dP used, and E is written
  * to Ds_exact for the dK/dV kernel. Keys past Nk get P = 0. */
-template <int D, int NWG> struct WgDqSmem {
-    static constexpr int BQ = 64 * NWG;
+template <int D> struct WgDqSmem {
+    static constexpr int BQ = 64;
     static constexpr int q = BQ * D * 2;     /* bytes of the Q (and of the dO) tile */
     static constexpr int tile = 64 * D * 2;  /* bytes of one K or V tile */
     static constexpr int bars = 2 * q + WBST * 2 * tile;
     static constexpr int total = bars + 8 * (2 * WBST + 1) + 1024;
 };
 
-template <int D, int NWG>
-__global__ void __launch_bounds__(NWG * 128 + 32, 1)
+template <int D>
+__global__ void __launch_bounds__(128, 2)
     wg_dq_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                  const __grid_constant__ CUtensorMap tv, const __grid_constant__ CUtensorMap tdo, FlashParams p) {
 #ifdef SLA_WGMMA_DEVICE
-    using S = WgDqSmem<D, NWG>;
+    using S = WgDqSmem<D>;
     constexpr int BQ = S::BQ, ND = D / 8, T = S::tile;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const uint32_t sQ = (smem_u32(smem_raw) + 1023u) & ~1023u, sO = sQ + S::q, sKV = sO + S::q, sBar = sQ + S::bars;
     auto full = [&](int st) { return sBar + 8 * st; };
     auto empty = [&](int st) { return sBar + 8 * (WBST + st); };
     const uint32_t qbar = sBar + 16 * WBST;
-    const int tid = threadIdx.x, wg = tid >> 7, w = (tid >> 5) & 3, lane = tid & 31, t = lane & 3;
+    const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, t = lane & 3;
     const int bh = blockIdx.y, q0 = blockIdx.x * BQ;
     const TileSeq seq = key_seq(p, bh, blockIdx.x); /* CTA x: part x % qsub of lut query block x / qsub */
     const int n = seq.size();
 
     if (tid == 0) {
-        for (int st = 0; st < WBST; st++) mbar_init(full(st), 1), mbar_init(empty(st), NWG * 4);
+        for (int st = 0; st < WBST; st++) mbar_init(full(st), 1), mbar_init(empty(st), 4);
         mbar_init(qbar, 1);
         wg_proxy_fence();
     }
     __syncthreads();
-    if (tid >= NWG * 128) { /* the producer warp */
-        if (lane == 0) {
-            mbar_expect_tx(qbar, 2 * S::q);
-            for (int g = 0; g < NWG; g++)
-                for (int sl = 0; sl < D / 64; sl++) {
-                    tma_load_3d(sQ + sl * BQ * 128 + g * 64 * 128, &tq, sl * 64, q0 + g * 64, bh, qbar);
-                    tma_load_3d(sO + sl * BQ * 128 + g * 64 * 128, &tdo, sl * 64, q0 + g * 64, bh, qbar);
-                }
-            for (int i = 0; i < n; i++) {
-                const int st = i % WBST, row = seq.tile(i) * 64;
-                if (i >= WBST) mbar_wait(empty(st), (i / WBST - 1) & 1);
-                mbar_expect_tx(full(st), 2 * T);
-                for (int sl = 0; sl < D / 64; sl++) {
-                    tma_load_3d(sKV + st * 2 * T + sl * 64 * 128, &tk, sl * 64, row, bh, full(st));
-                    tma_load_3d(sKV + st * 2 * T + T + sl * 64 * 128, &tv, sl * 64, row, bh, full(st));
-                }
-            }
+    /* Thread 0 issues every copy: Q and dO once, key tile i into stage i % WBST. */
+    auto issue = [&](int i) {
+        const int st = i % WBST, row = seq.tile(i) * 64;
+        mbar_expect_tx(full(st), 2 * T);
+        for (int sl = 0; sl < D / 64; sl++) {
+            tma_load_3d(sKV + st * 2 * T + sl * 64 * 128, &tk, sl * 64, row, bh, full(st));
+            tma_load_3d(sKV + st * 2 * T + T + sl * 64 * 128, &tv, sl * 64, row, bh, full(st));
         }
-        return;
+    };
+    if (tid == 0) {
+        mbar_expect_tx(qbar, 2 * S::q);
+        for (int sl = 0; sl < D / 64; sl++) {
+            tma_load_3d(sQ + sl * BQ * 128, &tq, sl * 64, q0, bh, qbar);
+            tma_load_3d(sO + sl * BQ * 128, &tdo, sl * 64, q0, bh, qbar);
+        }
+        for (int i = 0; i < WBST && i < n; i++) issue(i);
     }
+    /* Once every warp is past the products that read tile it - 1, its stage takes tile it - 1 + WBST. */
+    auto refill = [&](int it) {
+        if (it == 0) return;
+        const int st = (it - 1) % WBST;
+        if (lane == 0) mbar_arrive(empty(st));
+        if (tid == 0 && it - 1 + WBST < n) {
+            mbar_wait(empty(st), ((it - 1) / WBST) & 1);
+            issue(it - 1 + WBST);
+        }
+    };
 
     const float sl2 = SLA_LOG2E * rsqrtf((float)D);
-    const int row0 = q0 + wg * 64 + w * 16 + (lane >> 2), row1 = row0 + 8;
+    const int row0 = q0 + w * 16 + (lane >> 2), row1 = row0 + 8;
     const float *lse = p.lse + (long)bh * p.Nq, *Dsg = p.Ds + (long)bh * p.Nq;
     const float L0 = row0 < p.Nq ? lse[row0] * SLA_LOG2E : INFINITY, L1 = row1 < p.Nq ? lse[row1] * SLA_LOG2E : INFINITY;
     const float D0 = row0 < p.Nq ? Dsg[row0] : 0.f, D1 = row1 < p.Nq ? Dsg[row1] : 0.f;
@@ -238,7 +253,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
 #pragma unroll
         for (int e = 0; e < 4; e++) acc[j][e] = accy[j][e] = 0.f;
     float e0 = 0.f, e1 = 0.f;
-    const uint64_t dQ = wg_desc(sQ + wg * 64 * 128, 16, 1024), dO = wg_desc(sO + wg * 64 * 128, 16, 1024);
+    const uint64_t dQ = wg_desc(sQ, 16, 1024), dO = wg_desc(sO, 16, 1024);
     mbar_wait(qbar, 0);
 
     for (int it = 0; it < n; it++) {
@@ -262,7 +277,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
         wg_pin(accy);
         wg_pin(ap);
         wg_pin(ad);
-        if (it > 0 && lane == 0) mbar_arrive(empty((it - 1) % WBST));
+        refill(it);
         const long k0 = (long)seq.tile(it) * 64;
 #pragma unroll
         for (int j = 0; j < 8; j++) {
@@ -314,23 +329,23 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
         acc[j][0] += c0 * accy[j][0], acc[j][1] += c0 * accy[j][1];
         acc[j][2] += c1 * accy[j][2], acc[j][3] += c1 * accy[j][3];
     }
-    frag_store_global_add<ND>(acc, rsqrtf((float)D), p.dq + (long)bh * p.Nq * D, D, q0 + wg * 64 + w * 16, p.Nq,
+    frag_store_global_add<ND>(acc, rsqrtf((float)D), p.dq + (long)bh * p.Nq * D, D, q0 + w * 16, p.Nq,
                               p.add, lane);
 #endif
 }
 
-/* qsub CTAs of 64 NWG rows per lut query block of bq rows. */
-template <int D, int NWG> void launch_wg_dq(const FlashParams &p0, int BH, int qsub) {
-    constexpr int smem = WgDqSmem<D, NWG>::total;
+/* qsub CTAs of 64 rows per lut query block of bq rows. */
+template <int D> void launch_wg_dq(const FlashParams &p0, int BH, int qsub) {
+    constexpr int smem = WgDqSmem<D>::total;
     static bool init = false;
-    if (!init) sla_smem_limit(wg_dq_kernel<D, NWG>, smem), init = true;
+    if (!init) sla_smem_limit(wg_dq_kernel<D>, smem), init = true;
     if (p0.Nq == 0) return;
     FlashParams p = p0;
     p.qsub = qsub;
     const CUtensorMap tq = wg_tile_map(p.q, BH, p.Nq, D), tk = wg_tile_map(p.k, BH, p.Nk, D);
     const CUtensorMap tv = wg_tile_map(p.v, BH, p.Nk, D), tdo = wg_tile_map(p.dout, BH, p.Nq, D);
-    dim3 grid((p.Nq + 64 * NWG - 1) / (64 * NWG), BH);
-    wg_dq_kernel<D, NWG><<<grid, NWG * 128 + 32, smem, cuda_stream()>>>(tq, tk, tv, tdo, p);
+    dim3 grid((p.Nq + 63) / 64, BH);
+    wg_dq_kernel<D><<<grid, 128, smem, cuda_stream()>>>(tq, tk, tv, tdo, p);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -343,18 +358,17 @@ template <int D> void launch_wg_dkdv(const FlashParams &p, int BH) {
     const CUtensorMap tv = wg_tile_map(p.v, BH, p.Nk, D), tdo = wg_tile_map(p.dout, BH, p.Nq, D);
     /* ordered: every tile of every key block (an all-padding last tile writes nothing) */
     dim3 grid(p.order ? p.Tk * p.tpb : (p.Nk + 63) / 64, BH);
-    wg_dkdv_kernel<D><<<grid, 160, smem, cuda_stream()>>>(tq, tk, tv, tdo, p);
+    wg_dkdv_kernel<D><<<grid, 128, smem, cuda_stream()>>>(tq, tk, tv, tdo, p);
     CUDA_CHECK_LAUNCH();
 }
 
 } // namespace
 
-/* One warpgroup per CTA: with a second one the producer warp's share of the register file caps
- * every thread at 168 registers and the D = 128 kernel spills (two warpgroups sharing the K/V
- * tiles need setmaxnreg and a whole producer warpgroup). */
+/* One warpgroup of 64 rows per CTA, two CTAs per SM: a second warpgroup sharing the K/V tiles
+ * would need setmaxnreg and a producer warpgroup to keep ~250 registers per thread. */
 void flash_backward_dq_wg(const FlashParams &p, int BH, int D, int bq) {
-    if (D == 128 && (bq == 64 || bq == 128)) launch_wg_dq<128, 1>(p, BH, bq / 64);
-    else if (D == 64 && (bq == 64 || bq == 128)) launch_wg_dq<64, 1>(p, BH, bq / 64);
+    if (D == 128 && (bq == 64 || bq == 128)) launch_wg_dq<128>(p, BH, bq / 64);
+    else if (D == 64 && (bq == 64 || bq == 128)) launch_wg_dq<64>(p, BH, bq / 64);
     else CHECK(0, "flash_backward_dq_wg: unsupported head dim %d / query block %d", D, bq);
 }
 
