@@ -138,7 +138,7 @@ void lin_state_launch(const bf16 *k, const bf16 *v, bf16 *hs, int BH, int N, int
 /* out = mask rows (per head: out [Tm, W] = mask [Tm, Tn] rows [Tn, W]) or, transposed,
  * out [Tn, W] = mask^T rows [Tm, W]. cuBLAS, fp32 accumulation, bf16 out. */
 void lin_mask_gemm(const bf16 *rows, const bf16 *mask, bf16 *out, int BH, int Tm, int Tn, long W, int transposed);
-/* part [BH, nchunk, D, D] = per chunk of 512 rows sum X^T Y; colsum [BH, nchunk, D] = per chunk
+/* part [BH, nchunk, D, D] = per chunk of 1536 rows sum X^T Y; colsum [BH, nchunk, D] = per chunk
  * column sums of X (optional). Returns nchunk. */
 int lin_outer_launch(const bf16 *X, const bf16 *Y, int BH, int N, int D, float *part, float *colsum);
 int lin_outer_nchunk(int N);

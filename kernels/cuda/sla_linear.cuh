@@ -1,0 +1,75 @@
+/* kernels/cuda/sla_linear.cuh — device helpers shared by sla_linear.cu (forward, states) and
+ * sla_linear_bwd.cu (backward, proj gradients): the warp tiling of a D x D accumulator, state row
+ * loads and stores, row denominators. See sla_linear.cu for the kernels. */
+#ifndef SLA_LINEAR_CUH
+#define SLA_LINEAR_CUH
+
+#include "sla_internal.cuh"
+
+namespace {
+
+constexpr int KT = 64; /* key / row tile of the linear kernels */
+
+/* How NW warps tile a D x D accumulator: MT x NT fragments each, WR warp rows. */
+template <int D, int NW> struct DDT {
+    static constexpr int MT = (D / 16 / NW) > 1 ? D / 16 / NW : 1;
+    static constexpr int WR = D / (MT * 16);
+    static constexpr int WC = NW / WR;
+    static constexpr int NT = D / 8 / WC;
+    static_assert(WR * WC == NW && NT % 2 == 0, "bad D x D warp tiling");
+};
+
+/* This warp's part of a D x D accumulator as bf16 into a row-major [D][D] global row. */
+template <int D, int NW>
+__device__ void dd_store_global(const float (&acc)[DDT<D, NW>::MT][DDT<D, NW>::NT][4], bf16 *out) {
+    using T = DDT<D, NW>;
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int m0 = (w % T::WR) * T::MT * 16, n0 = (w / T::WR) * T::NT * 8;
+#pragma unroll
+    for (int mt = 0; mt < T::MT; mt++)
+#pragma unroll
+        for (int j = 0; j < T::NT; j++) {
+            int r = m0 + mt * 16 + g, c = n0 + j * 8 + 2 * t;
+            *reinterpret_cast<uint32_t *>(out + r * D + c) = pack_bf16(acc[mt][j][0], acc[mt][j][1]);
+            *reinterpret_cast<uint32_t *>(out + (r + 8) * D + c) = pack_bf16(acc[mt][j][2], acc[mt][j][3]);
+        }
+}
+
+/* A state row [M | m] (M: D x D, m: D) into shared sM (bf16, row stride D + 8) and sm (fp32):
+ * from a bf16 row (crow: M by cp.async, in the caller's next commit group) or, when crow is null,
+ * from an fp32 row (trow, converted here). */
+template <int D>
+__device__ void load_state(const bf16 *crow, const float *trow, bf16 *sM, float *sm, int nthreads) {
+    const int tid = threadIdx.x;
+    if (crow) {
+        load_tile_async<D>(sM, crow, 0, D, D, tid, nthreads);
+        for (int i = tid; i < D; i += nthreads) sm[i] = __bfloat162float(crow[D * D + i]);
+    } else {
+#pragma unroll 4
+        for (int i = tid * 4; i < D * D; i += nthreads * 4) {
+            const float4 f = *reinterpret_cast<const float4 *>(trow + i);
+            *reinterpret_cast<uint2 *>(sM + (i / D) * (D + 8) + i % D) =
+                make_uint2(pack_bf16(f.x, f.y), pack_bf16(f.z, f.w));
+        }
+        for (int i = tid; i < D; i += nthreads) sm[i] = trow[D * D + i];
+    }
+}
+
+/* Row denominators phi . Z (+ eps) of a warp's 16 rows; 1/den, or 0 for rows that send nothing. */
+template <int NT>
+__device__ __forceinline__ void row_inv_den(const float (&x)[NT][4], const float *sZ, int all, float &i0, float &i1) {
+    const int t = threadIdx.x & 3;
+    float d0 = 0.f, d1 = 0.f;
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+        float z0 = sZ[n * 8 + 2 * t], z1 = sZ[n * 8 + 2 * t + 1];
+        d0 += x[n][0] * z0 + x[n][1] * z1, d1 += x[n][2] * z0 + x[n][3] * z1;
+    }
+    d0 = quad_sum(d0), d1 = quad_sum(d1);
+    if (all) d0 += 1e-5f, d1 += 1e-5f;
+    i0 = d0 > 0.f ? 1.f / d0 : 0.f, i1 = d1 > 0.f ? 1.f / d1 : 0.f;
+}
+
+} // namespace
+
+#endif
