@@ -64,7 +64,8 @@ typedef struct sla_saved {
     tensor_t lse; /* f32 [B,H,N]: natural-log sum of exp over each row's critical keys */
     tensor_t os;  /* [B,H,N,D] sparse-branch output */
     tensor_t ol;  /* [B,H,N,D] linear-branch output before proj */
-    tensor_t extra; /* int32 words private to the backend (none on either backend today: 0 words) */
+    tensor_t extra; /* int32 words private to the backend (CPU: none; CUDA: the linear branch's per
+                     * query block states, bf16 [B*H, Tm, D*D + D], that the backward reuses) */
 } sla_saved_t;
 
 /* sla_saved_t is exactly this many tensor_t, in declaration order (callers may walk it as an array). */

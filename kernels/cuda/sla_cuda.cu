@@ -6,8 +6,10 @@
  * backward overwrites dq, dk, dv, dproj_w, dproj_b. Nothing synchronises the host: the whole
  * operator can be captured in a CUDA graph once a first call has sized the workspace (a device
  * buffer grown on demand and shared by all calls on the backend's stream; growing it while a
- * capture is in progress is refused with a message). The backward recomputes the index lists and
- * the linear branch's states from the inputs, so saved.extra is empty.
+ * capture is in progress is refused with a message). saved.extra keeps the linear branch's per
+ * query block states [H_i | Z_i] (bf16 [BH, Tm, D*D + D]; the "all" variant: the fp32 totals
+ * [BH, D*D + D]), so that the backward skips the state kernel and the mask GEMM; it recomputes
+ * the index lists from lut and neg.
  *
  * Linear branch: per key block states hs_j -> (GEMM with the 0/1 marginal mask, or the totals
  * for the "all" variant) per query block [H_i | Z_i] -> lin_fwd. Backward: the same states ->
@@ -197,23 +199,38 @@ LinParams lin_params(const sla_config_t *cfg, const sla_dims_t *d, const LinMode
 }
 
 /* Per query block states [H_i | Z_i] into w.qs (complement) or the totals into w.tot ("all"). */
+/* Per query block states into qs (complement) or the totals into tot ("all"). */
 void lin_query_states(const sla_config_t *cfg, const sla_dims_t *d, const LinMode &lm, const SlaWs &w,
-                      const bf16 *k, const bf16 *v) {
+                      const bf16 *k, const bf16 *v, bf16 *qs, float *tot) {
     const int BH = d->B * d->H;
     const long W = (long)d->D * d->D + d->D;
     lin_state_launch(k, v, w.hs, BH, d->N, d->D, d->blk_k, d->Tn, (int)cfg->feature);
     g_timer.mark("states");
-    if (lm.all) lin_reduce_bf16_launch(w.hs, w.tot, BH, d->Tn, W);
-    else lin_mask_gemm(w.hs, w.mask, w.qs, BH, d->Tm, d->Tn, W, 0);
+    if (lm.all) lin_reduce_bf16_launch(w.hs, tot, BH, d->Tn, W);
+    else lin_mask_gemm(w.hs, w.mask, qs, BH, d->Tm, d->Tn, W, 0);
     g_timer.mark("state_gemm");
 }
 
 } // namespace
 
+/* saved.extra: the per query block states (bf16) or, for the "all" variant, the fp32 totals. */
 extern "C" size_t sla_cuda_extra_bytes(const sla_dims_t *d) {
-    (void)d;
-    return 0;
+    const size_t BH = (size_t)d->B * d->H, W = (size_t)d->D * d->D + d->D;
+    const size_t rows = BH * d->Tm * W * sizeof(bf16), tot = BH * W * sizeof(float);
+    return rows > tot ? rows : tot;
 }
+
+namespace {
+/* saved.extra as the states' storage, checked against the size this backend asked for. */
+void *saved_states(const char *op, const sla_dims_t *d, const sla_saved_t *saved) {
+    const size_t have = (size_t)tensor_numel(&saved->extra) * 4;
+    CHECK(have >= sla_cuda_extra_bytes(d) && saved->extra.dtype == DTYPE_I32,
+          "%s: saved.extra holds %zu bytes, the CUDA backend needs %zu (allocate saved with sla_saved_alloc or "
+          "sla_saved_describe for the cuda device)",
+          op, have, sla_cuda_extra_bytes(d));
+    return saved->extra.data;
+}
+} // namespace
 
 extern "C" size_t sla_cuda_workspace_bytes(void) { return g_ws_size; }
 
@@ -256,8 +273,9 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     sla_topk_launch(w.scores, BH, d->Tm, d->Tn, d->kappa, d->n_negl, lut_given, lut, neg, neg_ld);
     g_timer.mark("topk");
 
+    void *states = lm.active ? saved_states(op, d, saved) : nullptr;
     LinParams lp = lin_params(cfg, d, lm);
-    lp.q = qb, lp.v = vb, lp.cstate = w.qs, lp.tot = w.tot;
+    lp.q = qb, lp.v = vb, lp.cstate = static_cast<bf16 *>(states), lp.tot = static_cast<float *>(states);
     lp.W = static_cast<const float *>(proj_w->data), lp.b = static_cast<const float *>(proj_b->data);
     lp.ol = static_cast<bf16 *>(saved->ol.data), lp.o = static_cast<bf16 *>(o->data);
     lp.Wsplit = w.wsplit;
@@ -265,7 +283,7 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
         lin_w_split_launch(lp.W, w.wsplit, d->D);
         if (!lm.all) sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map, w.mask);
         g_timer.mark("rowmap");
-        lin_query_states(cfg, d, lm, w, kb, vb);
+        lin_query_states(cfg, d, lm, w, kb, vb, static_cast<bf16 *>(states), static_cast<float *>(states));
     }
     lin_forward_launch(lp, BH, d->D, d->blk_q);
     g_timer.mark("lin_fwd");
@@ -320,19 +338,19 @@ extern "C" void sla_backward_cuda(const sla_config_t *cfg, const sla_dims_t *d, 
     g_timer.mark("prep");
 
     if (lm.active) {
-        lin_query_states(cfg, d, lm, w, kb, vb);
+        void *states = saved_states(op, d, saved); /* the forward's [H_i | Z_i] or totals */
         LinParams lp = lin_params(cfg, d, lm);
         lp.q = qb, lp.k = kb, lp.v = vb, lp.dout = gb, lp.ol_in = ol;
         lp.W = static_cast<const float *>(proj_w->data), lp.Wsplit = w.wsplit;
         lin_w_split_launch(lp.W, w.wsplit, D);
-        lp.cstate = w.qs, lp.tot = w.tot, lp.astack = w.qs; /* row i read before row i is written */
+        lp.cstate = static_cast<const bf16 *>(states), lp.tot = static_cast<const float *>(states), lp.astack = w.qs;
         lp.dq = dqb, lp.dk = dkb, lp.dv = dvb;
         lin_backward_q_launch(lp, BH, D, d->blk_q);
         g_timer.mark("lin_bwd_q");
         if (lm.all) lin_reduce_bf16_launch(w.qs, w.tot, BH, d->Tm, W);
         else lin_mask_gemm(w.qs, w.mask, w.hs, BH, d->Tm, d->Tn, W, 1);
         g_timer.mark("grad_gemm");
-        lp.cstate = w.hs;
+        lp.cstate = w.hs, lp.tot = w.tot;
         lin_backward_k_launch(lp, BH, D);
         g_timer.mark("lin_bwd_k");
     }
