@@ -10,7 +10,7 @@
  * wg_dkdv_kernel  one CTA per key tile: one warpgroup (16 keys per warp), two CTAs per SM; thread 0
  *                 issues the bulk copies. K and V are copied once; the query tiles' Q and dO (sw128 layout) stream
  *                 through WBST stages by bulk tensor copies (zeros past the ends) on full/empty
- *                 mbarriers; lse and Ds are staged in shared memory one tile ahead. Per
+ *                 mbarriers; lse and Ds are staged in shared memory one tile ahead (cp.async). Per
  *                 query tile the warpgroup issues S^T and dP^T as two groups; once S^T is done
  *                 (which also retires the previous tile's dV and dK and frees its stage) it forms
  *                 P^T and issues dV += P^T dO, then, once dP^T is done, dS^T and dK += dS^T Q, so
@@ -98,22 +98,25 @@ __global__ void __launch_bounds__(128, 2)
     };
     mbar_wait(kvbar, 0);
 
-    /* Per query tile, lse as log2 (inf past Nq: P = 0, so dS = 0 too) and Ds, staged in shared
-     * memory one tile ahead by all threads (one value each) while the products run. */
+    /* Per query tile, lse and Ds staged in shared memory one tile ahead by cp.async (one value per
+     * thread, zeros past Nq: those columns are masked to P = 0, so dS = 0 too). */
     __shared__ __align__(16) float sLD[2][128];
     const float *lse = p.lse + (long)bh * p.Nq, *Dsg = (p.Ds_exact ? p.Ds_exact : p.Ds) + (long)bh * p.Nq;
     auto stage_stats = [&](int i) {
         const int q = seq.tile(i) * 64 + (tid & 63);
         const bool ok = q < p.Nq;
-        sLD[i & 1][tid] = tid < 64 ? (ok ? __fmul_rn(lse[ok ? q : 0], SLA_LOG2E) : INFINITY) : (ok ? Dsg[ok ? q : 0] : 0.f);
+        const float *src = tid < 64 ? lse : Dsg;
+        cp_async4(&sLD[i & 1][tid], src + (ok ? q : 0), ok);
+        cp_async_commit();
     };
     if (n > 0) stage_stats(0);
+    cp_async_wait<0>();
     __syncthreads();
 
     for (int it = 0; it < n; it++) {
         const int st = it % WBST;
         const uint32_t base = sSt + st * S::stage;
-        const float *L2 = sLD[it & 1], *D2 = L2 + 64;
+        const float *Lt = sLD[it & 1], *Dt = Lt + 64;
         mbar_wait(full(st), (it / WBST) & 1);
         wg_fence();
 #pragma unroll
@@ -136,11 +139,20 @@ __global__ void __launch_bounds__(128, 2)
         wg_pin(pa);
         wg_pin(pd);
         refill(it);
+        const int q0 = seq.tile(it) * 64;
+        if (q0 + 64 > p.Nq) {
 #pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const float2 l = *reinterpret_cast<const float2 *>(L2 + j * 8 + 2 * t);
-            s[j][0] = fast_exp2(fmaf(s[j][0], sl2, -l.x)), s[j][1] = fast_exp2(fmaf(s[j][1], sl2, -l.y)); /* P^T */
-            s[j][2] = fast_exp2(fmaf(s[j][2], sl2, -l.x)), s[j][3] = fast_exp2(fmaf(s[j][3], sl2, -l.y));
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    if (q0 + j * 8 + 2 * t + (e & 1) >= p.Nq) s[j][e] = -INFINITY;
+        }
+#pragma unroll
+        for (int j = 0; j < 8; j++) { /* P^T, with lse as log2 */
+            const float2 l = *reinterpret_cast<const float2 *>(Lt + j * 8 + 2 * t);
+            const float lx = __fmul_rn(l.x, SLA_LOG2E), ly = __fmul_rn(l.y, SLA_LOG2E);
+            s[j][0] = fast_exp2(fmaf(s[j][0], sl2, -lx)), s[j][1] = fast_exp2(fmaf(s[j][1], sl2, -ly));
+            s[j][2] = fast_exp2(fmaf(s[j][2], sl2, -lx)), s[j][3] = fast_exp2(fmaf(s[j][3], sl2, -ly));
         }
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(pa[kk], s, kk);
@@ -151,9 +163,9 @@ __global__ void __launch_bounds__(128, 2)
         wg_wait<1>(); /* dP^T */
         wg_pin(dp);
 #pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const float2 d = *reinterpret_cast<const float2 *>(D2 + j * 8 + 2 * t);
-            dp[j][0] = s[j][0] * (dp[j][0] - d.x), dp[j][1] = s[j][1] * (dp[j][1] - d.y); /* dS^T */
+        for (int j = 0; j < 8; j++) { /* dS^T */
+            const float2 d = *reinterpret_cast<const float2 *>(Dt + j * 8 + 2 * t);
+            dp[j][0] = s[j][0] * (dp[j][0] - d.x), dp[j][1] = s[j][1] * (dp[j][1] - d.y);
             dp[j][2] = s[j][2] * (dp[j][2] - d.x), dp[j][3] = s[j][3] * (dp[j][3] - d.y);
         }
 #pragma unroll
@@ -162,7 +174,8 @@ __global__ void __launch_bounds__(128, 2)
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(dk, pd[kk], wg_desc(base + kk * 2048, 64 * 128, 1024), 1);
         wg_commit();
-        __syncthreads(); /* sLD[(it + 1) & 1] is written; sLD[it & 1] is free for tile it + 2 */
+        cp_async_wait<0>(); /* this thread's part of tile it + 1's lse and Ds */
+        __syncthreads();    /* ... everyone's; and sLD[it & 1] is free for tile it + 2 */
     }
     wg_wait<0>();
     wg_pin(dk);
