@@ -1,12 +1,14 @@
 /* kernels/cuda/sla_wgmma.cuh — Hopper warpgroup MMA (wgmma, sm_90a) building blocks of the attention
- * kernels in sla_flash_wg.cu: shared-memory matrix descriptors for the 128-byte-swizzled tile layout,
- * the fence / commit / wait protocol, the three matrix shapes the kernels use, and the cp.async
- * loader that writes tiles in that layout. Device code only; compiled to real instructions only for
- * the sm_90a target (SLA_WGMMA_DEVICE), elsewhere the bodies are empty and nothing launches them.
+ * kernels in sla_flash_wg.cu and sla_flash_wg_bwd.cu: shared-memory matrix descriptors for the
+ * 128-byte-swizzled tile layout, the fence / commit / wait protocol, the three matrix shapes the
+ * kernels use, and the mbarrier and bulk tensor copy (TMA) primitives that fill tiles in that
+ * layout. Device code only; compiled to real instructions only for the sm_90a target
+ * (SLA_WGMMA_DEVICE), elsewhere the bodies are empty and nothing launches them.
  *
- * Tile layout ("sw128"): a [rows, D] bf16 tile is stored as D / 64 slabs of [rows, 64]; within a
- * slab row r occupies 128 bytes at r * 128, and its 16-byte chunk c sits at chunk c ^ (r % 8). Slabs
- * and the tile start are 1024-byte aligned. Read as a K-major operand (K = the 64-wide columns) the
+ * Tile layout ("sw128", what a TMA copy with the 128-byte swizzle writes for 64-column boxes): a
+ * [rows, D] bf16 tile is stored as D / 64 slabs of [rows, 64]; within a slab row r occupies 128
+ * bytes at r * 128, and its 16-byte chunk c sits at chunk c ^ (r % 8). Slabs and the tile start
+ * are 1024-byte aligned. Read as a K-major operand (K = the 64-wide columns) the
  * descriptor's stride byte offset is 1024 (8-row groups) and a 16-column k-step advances the start
  * address by 32 bytes inside the slab; read as an N-major operand (rows = K, columns = N) the leading
  * byte offset is the slab stride (next 64 columns of N) and the stride byte offset 1024 (next 8 rows
@@ -139,27 +141,6 @@ template <int K> __device__ __forceinline__ void wg_pin(uint32_t (&a)[K][4]) {
 template <int NB> __device__ __forceinline__ void wg_pack_a(uint32_t (&a)[4], const float (&s)[NB][4], int kk) {
     a[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]), a[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
     a[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]), a[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-}
-
-/* 16 bytes global -> shared address dst; zero-filled when !valid (src must still be mapped). */
-__device__ __forceinline__ void cp_async16_u(uint32_t dst, const void *src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
-}
-
-/* Rows row0 .. row0 + ROWS - 1 of a [nrows, D] bf16 array into the sw128 tile at shared address s;
- * rows at or past nrows are zero-filled. All NTH threads of the CTA call it; consecutive threads
- * copy consecutive 16-byte chunks of a row. */
-template <int D, int ROWS, int NTH>
-__device__ __forceinline__ void load_tile_sw128(uint32_t s, const bf16 *base, long row0, long nrows, int tid) {
-    constexpr int CPR = D / 8, TOTAL = ROWS * CPR;
-    static_assert(TOTAL % NTH == 0, "tile chunks must split evenly over the threads");
-#pragma unroll
-    for (int i = 0; i < TOTAL / NTH; i++) {
-        const int c = tid + i * NTH, r = c / CPR, kc = c % CPR;
-        const uint32_t dst = s + (kc >> 3) * (ROWS * 128) + r * 128 + (((kc & 7) ^ (r & 7)) << 4);
-        const bool ok = row0 + r < nrows;
-        cp_async16_u(dst, ok ? base + (row0 + r) * D + kc * 8 : base, ok);
-    }
 }
 
 #endif
