@@ -5,7 +5,9 @@
  * Math in fp32 with bf16/f32 tensors, as Wan runs modulation and gates; the time embedding in
  * fp64 as Wan's sinusoidal_embedding_1d. dx/dy outputs are overwritten; dscale, dshift and dgate
  * (f32 [B, C]) are overwritten through the deterministic column sums; the loss and the squared
- * norm are fp64 sums in a fixed order (nn_cuda_common.cuh). */
+ * norm are fp64 sums in a fixed order (nn_cuda_common.cuh). The pointwise ops are functors run by
+ * ew_launch (nn_cuda_common.cuh): 16-byte vectors when the pointers are aligned, each element computed
+ * with the same scalar formula. */
 #include "nn_cuda.h"
 #include "nn_cuda_common.cuh"
 
@@ -13,26 +15,85 @@
 
 /* ---- modulation and gated residual -------------------------------------------------------------- */
 
-/* x, y [B, L, C] (LC = L*C); scale, shift, gate [B, C]. */
-template <class Tx, class Ty>
-__global__ void modulate_fwd_kernel(const Tx *x, const float *scale, const float *shift, Ty *y, int64_t n,
-                                    int64_t LC, int C) {
-    GRID_STRIDE(i, n) {
-        int64_t bc = i / LC * C + i % C;
-        stf(y, i, ldf(x, i) * (1.0f + scale[bc]) + shift[bc]);
-    }
+/* x, y [B, L, C] (LC = L*C); scale, shift, gate f32 [B, C], broadcast over the L tokens. */
+struct bcast_dims {
+    int64_t LC;
+    int C;
+    bool rows; /* C % EW_VEC == 0 and every broadcast vector 16-byte aligned (see ld_bcast) */
+};
+
+static bcast_dims bcast_of(const tensor_t *x, const tensor_t *s0, const tensor_t *s1) {
+    int64_t C = x->shape[2];
+    return {x->shape[1] * C, (int)C, C % EW_VEC == 0 && aligned16(s0->data) && (!s1 || aligned16(s1->data))};
 }
+
+/* y = x * (1 + scale) + shift. */
+template <class Tx, class Ty> struct modulate_fwd_op {
+    const Tx *x;
+    const float *scale, *shift;
+    Ty *y;
+    bcast_dims d;
+    static constexpr int IN_BYTES = sizeof(Tx);
+    template <int V> struct in {
+        pack<Tx, V> x;
+        pack<float, V> s, t;
+    };
+    template <int V> __device__ in<V> load(int64_t i) const {
+        return {ldp<V>(x, i), ld_bcast<V>(scale, i, d.LC, d.C, d.rows), ld_bcast<V>(shift, i, d.LC, d.C, d.rows)};
+    }
+    template <int V> __device__ void store(int64_t i, const in<V> &a) const {
+        pack<Ty, V> o;
+#pragma unroll
+        for (int k = 0; k < V; k++) stf(o.v, k, ldf(a.x.v, k) * (1.0f + a.s.v[k]) + a.t.v[k]);
+        stp<V>(y, i, o);
+    }
+};
 
 /* out = a * (1 + s) or a * s (plus1 = 0): dx of modulate, dy of the gate. */
-template <class Ta, class To>
-__global__ void scale_rows_kernel(const Ta *a, const float *s, int plus1, To *out, int64_t n, int64_t LC, int C) {
-    GRID_STRIDE(i, n) stf(out, i, ldf(a, i) * ((float)plus1 + s[i / LC * C + i % C]));
-}
+template <class Ta, class To> struct scale_rows_op {
+    const Ta *a;
+    const float *s;
+    int plus1;
+    To *out;
+    bcast_dims d;
+    static constexpr int IN_BYTES = sizeof(Ta);
+    template <int V> struct in {
+        pack<Ta, V> a;
+        pack<float, V> s;
+    };
+    template <int V> __device__ in<V> load(int64_t i) const {
+        return {ldp<V>(a, i), ld_bcast<V>(s, i, d.LC, d.C, d.rows)};
+    }
+    template <int V> __device__ void store(int64_t i, const in<V> &v) const {
+        pack<To, V> o;
+#pragma unroll
+        for (int k = 0; k < V; k++) stf(o.v, k, ldf(v.a.v, k) * ((float)plus1 + v.s.v[k]));
+        stp<V>(out, i, o);
+    }
+};
 
-template <class Tx, class Ty>
-__global__ void gated_residual_kernel(Tx *x, const float *gate, const Ty *y, int64_t n, int64_t LC, int C) {
-    GRID_STRIDE(i, n) stf(x, i, ldf(x, i) + gate[i / LC * C + i % C] * ldf(y, i));
-}
+/* x += gate * y. */
+template <class Tx, class Ty> struct gated_residual_op {
+    Tx *x;
+    const float *gate;
+    const Ty *y;
+    bcast_dims d;
+    static constexpr int IN_BYTES = sizeof(Tx) + sizeof(Ty);
+    template <int V> struct in {
+        pack<Tx, V> x;
+        pack<float, V> g;
+        pack<Ty, V> y;
+    };
+    template <int V> __device__ in<V> load(int64_t i) const {
+        return {ldp<V>(x, i), ld_bcast<V>(gate, i, d.LC, d.C, d.rows), ldp<V>(y, i)};
+    }
+    template <int V> __device__ void store(int64_t i, const in<V> &a) const {
+        pack<Tx, V> o;
+#pragma unroll
+        for (int k = 0; k < V; k++) stf(o.v, k, ldf(a.x.v, k) + a.g.v[k] * ldf(a.y.v, k));
+        stp<V>(x, i, o);
+    }
+};
 
 /* Per-sample column sums over tokens: v[0] = a b, v[1] = a (for NOUT = 2). */
 template <class Ta, class Tb, int NOUT> struct token_sum_f {
@@ -53,18 +114,15 @@ static void blc(const tensor_t *x, int *B, int64_t *L, int *C) {
 }
 
 extern "C" void modulate_forward_cuda(const tensor_t *x, const tensor_t *scale, const tensor_t *shift, tensor_t *y) {
-    int B, C;
-    int64_t L, n = tensor_numel(x);
-    blc(x, &B, &L, &C);
+    int64_t n = tensor_numel(x);
     if (n == 0) return;
     with_float_type(x->dtype, [&](auto tx) {
         with_float_type(y->dtype, [&](auto ty) {
             typedef TYPE_OF(tx) Tx;
             typedef TYPE_OF(ty) Ty;
-            modulate_fwd_kernel<<<grid_for(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
-                (const Tx *)x->data, (const float *)scale->data, (const float *)shift->data, (Ty *)y->data, n,
-                L * C, C);
-            CUDA_CHECK_LAUNCH();
+            modulate_fwd_op<Tx, Ty> f = {(const Tx *)x->data, (const float *)scale->data,
+                                         (const float *)shift->data, (Ty *)y->data, bcast_of(x, scale, shift)};
+            ew_launch(f, n, aligned16(x->data) && aligned16(y->data));
         });
     });
 }
@@ -84,25 +142,23 @@ extern "C" void modulate_backward_cuda(const tensor_t *x, const tensor_t *scale,
         if (n == 0) return;
         with_float_type(dx->dtype, [&](auto td) {
             typedef TYPE_OF(td) Td;
-            scale_rows_kernel<<<grid_for(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
-                (const Tg *)dy->data, (const float *)scale->data, 1, (Td *)dx->data, n, L * C, C);
-            CUDA_CHECK_LAUNCH();
+            scale_rows_op<Tg, Td> f = {(const Tg *)dy->data, (const float *)scale->data, 1, (Td *)dx->data,
+                                       bcast_of(x, scale, NULL)};
+            ew_launch(f, n, aligned16(dy->data) && aligned16(dx->data));
         });
     });
 }
 
 extern "C" void gated_residual_forward_cuda(tensor_t *x, const tensor_t *gate, const tensor_t *y) {
-    int B, C;
-    int64_t L, n = tensor_numel(x);
-    blc(x, &B, &L, &C);
+    int64_t n = tensor_numel(x);
     if (n == 0) return;
     with_float_type(x->dtype, [&](auto tx) {
         with_float_type(y->dtype, [&](auto ty) {
             typedef TYPE_OF(tx) Tx;
             typedef TYPE_OF(ty) Ty;
-            gated_residual_kernel<<<grid_for(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
-                (Tx *)x->data, (const float *)gate->data, (const Ty *)y->data, n, L * C, C);
-            CUDA_CHECK_LAUNCH();
+            gated_residual_op<Tx, Ty> f = {(Tx *)x->data, (const float *)gate->data, (const Ty *)y->data,
+                                           bcast_of(x, gate, NULL)};
+            ew_launch(f, n, aligned16(x->data) && aligned16(y->data));
         });
     });
 }
@@ -122,9 +178,9 @@ extern "C" void gated_residual_backward_cuda(const tensor_t *y, const tensor_t *
         if (n == 0) return;
         with_float_type(dy->dtype, [&](auto td) {
             typedef TYPE_OF(td) Td;
-            scale_rows_kernel<<<grid_for(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
-                (const Tg *)dx->data, (const float *)gate->data, 0, (Td *)dy->data, n, L * C, C);
-            CUDA_CHECK_LAUNCH();
+            scale_rows_op<Tg, Td> f = {(const Tg *)dx->data, (const float *)gate->data, 0, (Td *)dy->data,
+                                       bcast_of(y, gate, NULL)};
+            ew_launch(f, n, aligned16(dx->data) && aligned16(dy->data));
         });
     });
 }
@@ -147,11 +203,30 @@ template <int KIND> __device__ __forceinline__ float act_eval(float v, float g) 
     return g * s * (1.0f + v * (1.0f - s));
 }
 
-/* out = f(x) or dy * f'(x); in place is safe (each index read before it is written). */
-template <int KIND, class Tx, class Tg, class To>
-__global__ void act_kernel(const Tx *x, const Tg *dy, To *out, int64_t n) {
-    GRID_STRIDE(i, n) stf(out, i, act_eval<KIND>(ldf(x, i), dy ? ldf(dy, i) : 0.0f));
-}
+/* out = f(x) or dy * f'(x) (the backward kinds read dy). */
+template <int KIND, class Tx, class Tg, class To> struct act_op {
+    const Tx *x;
+    const Tg *dy;
+    To *out;
+    static constexpr bool BWD = KIND == ACT_GELU_BWD || KIND == ACT_SILU_BWD;
+    static constexpr int IN_BYTES = sizeof(Tx) + (BWD ? sizeof(Tg) : 0);
+    template <int V> struct in {
+        pack<Tx, V> x;
+        pack<Tg, V> g;
+    };
+    template <int V> __device__ in<V> load(int64_t i) const {
+        in<V> a;
+        a.x = ldp<V>(x, i);
+        if (BWD) a.g = ldp<V>(dy, i);
+        return a;
+    }
+    template <int V> __device__ void store(int64_t i, const in<V> &a) const {
+        pack<To, V> o;
+#pragma unroll
+        for (int k = 0; k < V; k++) stf(o.v, k, act_eval<KIND>(ldf(a.x.v, k), BWD ? ldf(a.g.v, k) : 0.0f));
+        stp<V>(out, i, o);
+    }
+};
 
 template <int KIND> static void act_launch(const tensor_t *x, const tensor_t *dy, tensor_t *out) {
     int64_t n = tensor_numel(x);
@@ -162,9 +237,8 @@ template <int KIND> static void act_launch(const tensor_t *x, const tensor_t *dy
                 typedef TYPE_OF(tx) Tx;
                 typedef TYPE_OF(tg) Tg;
                 typedef TYPE_OF(to) To;
-                act_kernel<KIND><<<grid_for(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
-                    (const Tx *)x->data, dy ? (const Tg *)dy->data : NULL, (To *)out->data, n);
-                CUDA_CHECK_LAUNCH();
+                act_op<KIND, Tx, Tg, To> f = {(const Tx *)x->data, dy ? (const Tg *)dy->data : NULL, (To *)out->data};
+                ew_launch(f, n, aligned16(x->data) && (!dy || aligned16(dy->data)) && aligned16(out->data));
             });
         });
     });
@@ -250,16 +324,35 @@ struct adamw_coef {
     float lr_wd_decay, beta1, beta2, eps, step_size, bc2_sqrt, grad_scale;
 };
 
-__global__ void adamw_kernel(adamw_coef k, float *w, const float *g, float *m, float *v, bf16 *w16, int64_t n) {
-    GRID_STRIDE(i, n) {
-        float gi = k.grad_scale * g[i];
-        float mi = m[i] + (gi - m[i]) * (1.0f - k.beta1); /* PyTorch: m.lerp_(g, 1 - beta1) */
-        float vi = v[i] * k.beta2 + (1.0f - k.beta2) * gi * gi;
-        float wi = w[i] * k.lr_wd_decay - k.step_size * mi / (sqrtf(vi) / k.bc2_sqrt + k.eps);
-        m[i] = mi, v[i] = vi, w[i] = wi;
-        if (w16) w16[i] = __float2bfloat16_rn(wi);
+struct adamw_op {
+    adamw_coef k;
+    float *w;
+    const float *g;
+    float *m, *v;
+    bf16 *w16;
+    static constexpr int IN_BYTES = 16;
+    template <int V> struct in {
+        pack<float, V> w, g, m, v;
+    };
+    template <int V> __device__ in<V> load(int64_t i) const {
+        return {ldp<V>(w, i), ldp<V>(g, i), ldp<V>(m, i), ldp<V>(v, i)};
     }
-}
+    template <int V> __device__ void store(int64_t i, const in<V> &a) const {
+        pack<float, V> mo, vo, wo;
+        pack<bf16, V> bo;
+#pragma unroll
+        for (int j = 0; j < V; j++) {
+            float gi = k.grad_scale * a.g.v[j];
+            float mi = a.m.v[j] + (gi - a.m.v[j]) * (1.0f - k.beta1); /* PyTorch: m.lerp_(g, 1 - beta1) */
+            float vi = a.v.v[j] * k.beta2 + (1.0f - k.beta2) * gi * gi;
+            float wi = a.w.v[j] * k.lr_wd_decay - k.step_size * mi / (sqrtf(vi) / k.bc2_sqrt + k.eps);
+            mo.v[j] = mi, vo.v[j] = vi, wo.v[j] = wi;
+            bo.v[j] = __float2bfloat16_rn(wi);
+        }
+        stp<V>(m, i, mo), stp<V>(v, i, vo), stp<V>(w, i, wo);
+        if (w16) stp<V>(w16, i, bo);
+    }
+};
 
 extern "C" void adamw_step_cuda(const adamw_params_t *p, tensor_t *w, const tensor_t *grad, tensor_t *m, tensor_t *v,
                                 tensor_t *w_bf16) {
@@ -268,8 +361,8 @@ extern "C" void adamw_step_cuda(const adamw_params_t *p, tensor_t *w, const tens
     double bc1 = 1.0 - pow(p->beta1, (double)p->step), bc2 = 1.0 - pow(p->beta2, (double)p->step);
     adamw_coef k = {(float)(1.0 - p->lr * p->weight_decay), (float)p->beta1, (float)p->beta2, (float)p->eps,
                     (float)(p->lr / bc1), (float)sqrt(bc2), (float)p->grad_scale};
-    adamw_kernel<<<grid_for(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
-        k, (float *)w->data, (const float *)grad->data, (float *)m->data, (float *)v->data,
-        w_bf16 ? (bf16 *)w_bf16->data : NULL, n);
-    CUDA_CHECK_LAUNCH();
+    adamw_op f = {k, (float *)w->data, (const float *)grad->data, (float *)m->data, (float *)v->data,
+                  w_bf16 ? (bf16 *)w_bf16->data : NULL};
+    ew_launch(f, n,
+              aligned16(f.w) && aligned16(f.g) && aligned16(f.m) && aligned16(f.v) && (!f.w16 || aligned16(f.w16)));
 }

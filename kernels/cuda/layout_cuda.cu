@@ -4,13 +4,14 @@
  *
  * RoPE: a small table of (cos, sin) per axis position and pair is built in fp64 (Wan computes its
  * rotations in fp64) and stored f32; the rotation itself is fp32 with one rounding at the store.
- * Row kernels give one warp per D-row, so loads and stores are contiguous in D on both sides of
- * the transpose. Permutations copy values exactly (only a dtype change rounds). All outputs
- * are overwritten. */
+ * RoPE and the head transpose are one row-permutation kernel: a block moves a tile of output
+ * D-rows in 8-element chunks (16-byte accesses when D % 8 == 0), each D-row contiguous on both
+ * sides (so no shared-memory staging is needed for the data), with the index arithmetic done once
+ * per row. Permutations copy values exactly (only a dtype change rounds); the rotation is
+ * bit-identical to a scalar x0 c - x1 s, fma(x0, s, x1 c). All outputs are overwritten. */
 #include "nn_cuda.h"
 #include "nn_cuda_common.cuh"
-
-#define ROW_WARPS 8 /* D-rows per block */
+#include "vec8_cuda.cuh"
 
 /* ---- RoPE ------------------------------------------------------------------------------------------ */
 
@@ -34,48 +35,114 @@ __global__ void rope_table_kernel(rope_grid_t g, float2 *tab) {
     }
 }
 
-/* dir +1: src [B,L,H,D] -> dst [B,H,L,D] rotated by +angle; dir -1: [B,H,L,D] -> [B,L,H,D] by
- * -angle. Block: ROW_WARPS tokens l of one (b, h) = blockIdx.y; lanes over pairs. */
+/* ---- row permutation (+ RoPE): src [B, P, Q, D] -> dst [B, Q, P, D] -------------------------------- */
+
+#define PERM_THREADS 256
+#define PERM_MAX_ROWS 256 /* output D-rows per block */
+#define PERM_BATCH 4      /* chunks each thread loads before it stores (bytes in flight) */
+
+/* RoPE of a permutation: tab (NULL: a plain copy) and the token of a row: dir > 0: p (src is
+ * [B, L, H, D]), dir < 0: q (src is [B, H, L, D]); the rotation is by dir * angle. */
+typedef struct rope_arg {
+    const float2 *tab;
+    rope_grid_t g;
+    int dir;
+} rope_arg_t;
+
+/* Output D-rows R = (b Q + q) P + p of one block tile: their source offset (and table offsets)
+ * are found once per row, in shared memory; the threads then move 8-element chunks of the tile,
+ * consecutive threads on consecutive chunks of dst (16-byte accesses when vec). The rotation of
+ * a pair is the exact op sequence of the scalar kernel it replaces: x0 c - x1 s without
+ * contraction, x0 s + x1 c as fma(x0, s, x1 c). */
 template <class Ti, class To>
-__global__ void rope_kernel(const Ti *src, To *dst, const float2 *tab, rope_grid_t g, int H, int D, int dir) {
-    int64_t L = (int64_t)g.F * g.Hg * g.Wg;
-    int64_t l = (int64_t)blockIdx.x * ROW_WARPS + threadIdx.x / 32;
-    if (l >= L) return;
-    int64_t b = blockIdx.y / H, h = blockIdx.y % H;
-    int64_t blh = ((b * L + l) * H + h) * D, bhl = ((b * H + h) * L + l) * D;
-    const Ti *in = src + (dir > 0 ? blh : bhl);
-    To *out = dst + (dir > 0 ? bhl : blh);
-    int f = (int)(l / ((int64_t)g.Hg * g.Wg)), hh = (int)(l / g.Wg % g.Hg), ww = (int)(l % g.Wg);
-    int of = f * g.pf, oh = g.F * g.pf + hh * g.ph - g.pf, ow = g.F * g.pf + g.Hg * g.ph + ww * g.pw - g.pf - g.ph;
-    for (int p = threadIdx.x & 31; p < D / 2; p += 32) {
-        float2 cs = tab[p + (p < g.pf ? of : p < g.pf + g.ph ? oh : ow)];
-        float s = dir * cs.y, x0 = ldf(in, 2 * p), x1 = ldf(in, 2 * p + 1);
-        stf(out, 2 * p, x0 * cs.x - x1 * s);
-        stf(out, 2 * p + 1, x0 * s + x1 * cs.x);
+__global__ void __launch_bounds__(PERM_THREADS, 3)
+    permute_rows_kernel(const Ti *__restrict__ src, To *__restrict__ dst, int64_t P, int64_t Q, int64_t nrows, int D,
+                        int tile_rows, int vec, rope_arg_t rope) {
+    __shared__ int64_t s_in[PERM_MAX_ROWS];
+    __shared__ int s_tab[PERM_MAX_ROWS][3];
+    const int64_t row0 = (int64_t)blockIdx.x * tile_rows;
+    for (int r = threadIdx.x; r < tile_rows; r += PERM_THREADS) {
+        int64_t R = row0 + r;
+        if (R >= nrows) break;
+        int64_t bq = R / P, p = R - bq * P, b = bq / Q, q = bq - b * Q;
+        s_in[r] = ((b * P + p) * Q + q) * D;
+        if (rope.tab) {
+            const rope_grid_t g = rope.g;
+            int64_t l = rope.dir > 0 ? p : q;
+            int f = (int)(l / ((int64_t)g.Hg * g.Wg)), hh = (int)(l / g.Wg % g.Hg), ww = (int)(l % g.Wg);
+            s_tab[r][0] = f * g.pf;
+            s_tab[r][1] = g.F * g.pf + hh * g.ph - g.pf;
+            s_tab[r][2] = g.F * g.pf + g.Hg * g.ph + ww * g.pw - g.pf - g.ph;
+        }
     }
+    __syncthreads();
+    const unsigned dv = (unsigned)((D + 7) / 8);
+    const int64_t rows_here = nrows - row0 < tile_rows ? nrows - row0 : tile_rows;
+    const unsigned nchunks = (unsigned)rows_here * dv;
+    for (unsigned base = threadIdx.x; base < nchunks; base += PERM_THREADS * PERM_BATCH) {
+        float v[PERM_BATCH][8];
+#pragma unroll
+        for (int u = 0; u < PERM_BATCH; u++) {
+            unsigned i = base + u * PERM_THREADS, r = i / dv, e = (i - r * dv) * 8;
+            if (i < nchunks) ld8(src, s_in[r] + e, D - (int)e, vec, v[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < PERM_BATCH; u++) {
+            unsigned i = base + u * PERM_THREADS, r = i / dv, e = (i - r * dv) * 8;
+            if (i >= nchunks) break;
+            if (rope.tab) {
+                const int pf = rope.g.pf, pfh = rope.g.pf + rope.g.ph;
+                const int of = s_tab[r][0], oh = s_tab[r][1], ow = s_tab[r][2];
+#pragma unroll
+                for (int k = 0; k < 4 && (int)e + 2 * k < D; k++) {
+                    int pr = (int)e / 2 + k;
+                    float2 cs = rope.tab[pr + (pr < pf ? of : pr < pfh ? oh : ow)];
+                    float s = rope.dir * cs.y, x0 = v[u][2 * k], x1 = v[u][2 * k + 1];
+                    v[u][2 * k] = __fsub_rn(__fmul_rn(x0, cs.x), __fmul_rn(x1, s));
+                    v[u][2 * k + 1] = __fmaf_rn(x0, s, __fmul_rn(x1, cs.x));
+                }
+            }
+            st8(dst, (row0 + r) * D + e, D - (int)e, vec, v[u]);
+        }
+    }
+}
+
+/* dst [B, Q, P, D] = src [B, P, Q, D], rotated when rope.tab. */
+static void permute_rows(const tensor_t *src, tensor_t *dst, int64_t B, int64_t P, int64_t Q, int64_t D,
+                         rope_arg_t rope) {
+    int64_t nrows = B * P * Q, dv = (D + 7) / 8;
+    if (nrows == 0 || D == 0) return;
+    int64_t tile = (int64_t)PERM_THREADS * PERM_BATCH / dv;
+    tile = tile < 1 ? 1 : tile > PERM_MAX_ROWS ? PERM_MAX_ROWS : tile;
+    int64_t blocks = (nrows + tile - 1) / tile;
+    CHECK(D <= 0x7fffffff && tile * dv <= 0xffffffffLL && blocks <= 0x7fffffff,
+          "permute: [%lld, %lld, %lld, %lld] exceeds the grid", (long long)B, (long long)P, (long long)Q,
+          (long long)D);
+    int vec = D % 8 == 0 && vec8_aligned(src->data) && vec8_aligned(dst->data);
+    with_float_type(src->dtype, [&](auto ti) {
+        with_float_type(dst->dtype, [&](auto to) {
+            typedef TYPE_OF(ti) Ti;
+            typedef TYPE_OF(to) To;
+            permute_rows_kernel<<<(unsigned)blocks, PERM_THREADS, 0, cuda_stream()>>>(
+                (const Ti *)src->data, (To *)dst->data, P, Q, nrows, (int)D, (int)tile, vec, rope);
+            CUDA_CHECK_LAUNCH();
+        });
+    });
 }
 
 static void rope_launch(const tensor_t *src, int F, int Hg, int Wg, tensor_t *dst, int dir) {
     const tensor_t *blhd = dir > 0 ? src : dst; /* [B, L, H, D] */
     int64_t B = blhd->shape[0], L = blhd->shape[1], H = blhd->shape[2], D = blhd->shape[3];
     if (B * L * H == 0) return;
-    rope_grid_t g = {F, Hg, Wg, 0, 0, 0};
-    rope_axis_pairs((int)D, &g.pf, &g.ph, &g.pw);
-    CHECK(B * H <= 65535, "rope: B*H = %lld exceeds the grid", (long long)(B * H));
-    int64_t entries = (int64_t)F * g.pf + (int64_t)Hg * g.ph + (int64_t)Wg * g.pw;
+    rope_arg_t rope = {NULL, {F, Hg, Wg, 0, 0, 0}, dir};
+    rope_axis_pairs((int)D, &rope.g.pf, &rope.g.ph, &rope.g.pw);
+    int64_t entries = (int64_t)F * rope.g.pf + (int64_t)Hg * rope.g.ph + (int64_t)Wg * rope.g.pw;
     float2 *tab = (float2 *)nn_cuda_scratch(sizeof(float2) * (size_t)entries);
-    rope_table_kernel<<<grid_for(entries, 256), 256, 0, cuda_stream()>>>(g, tab);
+    rope_table_kernel<<<grid_for(entries, 256), 256, 0, cuda_stream()>>>(rope.g, tab);
     CUDA_CHECK_LAUNCH();
-    dim3 grid((unsigned)((L + ROW_WARPS - 1) / ROW_WARPS), (unsigned)(B * H));
-    with_float_type(src->dtype, [&](auto ti) {
-        with_float_type(dst->dtype, [&](auto to) {
-            typedef TYPE_OF(ti) Ti;
-            typedef TYPE_OF(to) To;
-            rope_kernel<<<grid, ROW_WARPS * 32, 0, cuda_stream()>>>((const Ti *)src->data, (To *)dst->data, tab, g,
-                                                                    (int)H, (int)D, dir);
-            CUDA_CHECK_LAUNCH();
-        });
-    });
+    rope.tab = tab;
+    if (dir > 0) permute_rows(src, dst, B, L, H, D, rope);
+    else permute_rows(src, dst, B, H, L, D, rope);
 }
 
 extern "C" void rope_forward_cuda(const tensor_t *x, int F, int Hg, int Wg, tensor_t *y) {
@@ -85,35 +152,9 @@ extern "C" void rope_backward_cuda(const tensor_t *dy, int F, int Hg, int Wg, te
     rope_launch(dy, F, Hg, Wg, dx, -1);
 }
 
-/* ---- head transpose: [B, P, Q, D] -> [B, Q, P, D] --------------------------------------------------- */
-
-/* blockIdx.x = b * Q + q; rows p = blockIdx.y * ROW_WARPS + warp; lanes over D. */
-template <class Ti, class To>
-__global__ void head_transpose_kernel(const Ti *x, To *y, int64_t P, int64_t Q, int D) {
-    int64_t p = (int64_t)blockIdx.y * ROW_WARPS + threadIdx.x / 32;
-    if (p >= P) return;
-    int64_t b = blockIdx.x / Q, q = blockIdx.x % Q;
-    const Ti *in = x + ((b * P + p) * Q + q) * D;
-    To *out = y + ((b * Q + q) * P + p) * D;
-    for (int d = threadIdx.x & 31; d < D; d += 32) stf(out, d, ldf(in, d));
-}
-
 extern "C" void head_transpose_cuda(const tensor_t *x, tensor_t *y) {
-    int64_t B = x->shape[0], P = x->shape[1], Q = x->shape[2], D = x->shape[3];
-    if (B * P * Q * D == 0) return;
-    int64_t py = (P + ROW_WARPS - 1) / ROW_WARPS;
-    CHECK(B * Q <= 0x7fffffff && py <= 65535, "head_transpose: [%lld, %lld, %lld, %lld] exceeds the grid",
-          (long long)B, (long long)P, (long long)Q, (long long)D);
-    dim3 grid((unsigned)(B * Q), (unsigned)py);
-    with_float_type(x->dtype, [&](auto ti) {
-        with_float_type(y->dtype, [&](auto to) {
-            typedef TYPE_OF(ti) Ti;
-            typedef TYPE_OF(to) To;
-            head_transpose_kernel<<<grid, ROW_WARPS * 32, 0, cuda_stream()>>>((const Ti *)x->data, (To *)y->data, P,
-                                                                              Q, (int)D);
-            CUDA_CHECK_LAUNCH();
-        });
-    });
+    rope_arg_t none = {NULL, {0, 0, 0, 0, 0, 0}, 0};
+    permute_rows(x, y, x->shape[0], x->shape[1], x->shape[2], x->shape[3], none);
 }
 
 /* ---- patchify / unpatchify ---------------------------------------------------------------------------- */

@@ -5,7 +5,9 @@
  *     of group g of f(g, r, c)[k] — bias, norm-weight, modulation and gate gradients;
  *   reduce_sum(f, n): sum over i < n of f(i) in fp64 — the loss and the squared norm.
  * Both sum in a fixed order that depends only on the sizes (no atomics), so results repeat
- * bit for bit. Device code only; C code uses nn_cuda.h. */
+ * bit for bit. Also ew_launch(f, n, vec), the vectorised elementwise kernel of the pointwise ops
+ * (16-byte loads and stores, several vectors in flight per thread, per-sample broadcast vectors
+ * indexed once per vector). Device code only; C code uses nn_cuda.h. */
 #ifndef SLA_NN_CUDA_COMMON_CUH
 #define SLA_NN_CUDA_COMMON_CUH
 
@@ -141,6 +143,79 @@ template <class F> static double reduce_sum(F f, int64_t n) {
     reduce_partial_kernel<<<nblocks, REDUCE_THREADS, 0, cuda_stream()>>>(f, n, partial);
     CUDA_CHECK_LAUNCH();
     return reduce_finish(partial, nblocks);
+}
+
+/* ---- vectorised elementwise kernels -------------------------------------------------------------- */
+/* ew_launch(f, n, vec) runs the functor f over elements [0, n) of its tensors. f gives
+ *   IN_BYTES          the bytes it reads per element (sets how many vectors a thread keeps in flight);
+ *   load<V>(i)        a struct holding elements i .. i+V-1 of its inputs (packs, below);
+ *   store<V>(i, in)   computes those V elements, one by one with the scalar formula, and stores them.
+ * With vec (every pointer 16-byte aligned) V = EW_VEC: 16-byte loads and stores, the last n % EW_VEC
+ * elements one at a time; else V = 1. A thread loads all its vectors before it stores any, and each
+ * element is read and written by one thread only, so outputs may alias inputs exactly. */
+
+#define EW_VEC 8      /* elements per vector: 16 bytes of bf16, 32 of float */
+#define EW_BLOCK 256
+
+template <class T, int V> struct alignas(sizeof(T) * V < 16 ? sizeof(T) * V : 16) pack {
+    T v[V];
+};
+template <int V, class T> __device__ __forceinline__ pack<T, V> ldp(const T *p, int64_t i) {
+    return *(const pack<T, V> *)(p + i);
+}
+template <int V, class T> __device__ __forceinline__ void stp(T *p, int64_t i, const pack<T, V> &x) {
+    *(pack<T, V> *)(p + i) = x;
+}
+
+static inline bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+/* a / d for a >= 0, d > 0, in 32-bit arithmetic when both fit. */
+__device__ __forceinline__ int64_t ew_div(int64_t a, int64_t d) {
+    return ((uint64_t)a | (uint64_t)d) >> 32 ? a / d : (int64_t)((uint32_t)a / (uint32_t)d);
+}
+
+/* Elements i .. i+V-1 of s[i / LC * C + i % C]: a [B, C] vector broadcast over the L tokens of a
+ * [B, L, C] tensor (LC = L*C). rows: V divides C and s is 16-byte aligned, so the V elements lie in one
+ * row and come in one vector load; otherwise one index per element. */
+template <int V, class T>
+__device__ __forceinline__ pack<T, V> ld_bcast(const T *s, int64_t i, int64_t LC, int64_t C, bool rows) {
+    if (V > 1 && rows) {
+        int64_t b = ew_div(i, LC), c = i - b * LC;
+        return ldp<V>(s, b * C + (c - ew_div(c, C) * C));
+    }
+    pack<T, V> r;
+#pragma unroll
+    for (int k = 0; k < V; k++) r.v[k] = s[(i + k) / LC * C + (i + k) % C];
+    return r;
+}
+
+template <int V, int U, class F> __global__ void __launch_bounds__(EW_BLOCK) ew_kernel(F f, int64_t n) {
+    int64_t nv = n / V, v0 = (int64_t)blockIdx.x * U * EW_BLOCK + threadIdx.x;
+    decltype(f.template load<V>(0)) in[U];
+#pragma unroll
+    for (int u = 0; u < U; u++)
+        if (v0 + u * EW_BLOCK < nv) in[u] = f.template load<V>((v0 + u * EW_BLOCK) * V);
+#pragma unroll
+    for (int u = 0; u < U; u++)
+        if (v0 + u * EW_BLOCK < nv) f.template store<V>((v0 + u * EW_BLOCK) * V, in[u]);
+    if (V > 1 && blockIdx.x == gridDim.x - 1) { /* the n % V tail, fewer than EW_BLOCK elements */
+        int64_t i = nv * V + threadIdx.x;
+        if (i < n) f.template store<1>(i, f.template load<1>(i));
+    }
+}
+
+template <int V, class F> static void ew_launch_v(F f, int64_t n) {
+    constexpr int per = 128 / (V * F::IN_BYTES), U = per < 1 ? 1 : per > 4 ? 4 : per; /* ~128 B in flight */
+    int64_t b = (n / V + U * EW_BLOCK - 1) / (U * EW_BLOCK);
+    CHECK(b < (1ll << 31), "elementwise op: %lld elements exceed the grid", (long long)n);
+    ew_kernel<V, U><<<(unsigned)(b < 1 ? 1 : b), EW_BLOCK, 0, cuda_stream()>>>(f, n);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <class F> static void ew_launch(F f, int64_t n, bool vec) {
+    if (n <= 0) return;
+    if (vec) ew_launch_v<EW_VEC>(f, n);
+    else ew_launch_v<1>(f, n);
 }
 
 #endif

@@ -1,76 +1,331 @@
 /* kernels/cuda/norm_cuda.cu — LayerNorm and RMSNorm over the last dim on the GPU, forward and
- * backward. One warp per row; statistics in fp32 with two passes over the row (mean, then the
- * centred variance: no cancellation on Wan's fp32 residual stream); mean and rstd stored f32.
- * x, y, dy, dx bf16 or f32 independently; weight/bias bf16 or f32. dx is overwritten; dweight
- * and dbias (f32) are accumulated (+=) through the deterministic column sums of
- * nn_cuda_common.cuh. Warp sums use xor shuffles, which leave the same bits in every lane. */
+ * backward (contracts in nn_ops.h). x, y, dy, dx bf16 or f32 independently; weight/bias bf16 or
+ * f32; mean and rstd f32; dx is overwritten; dweight and dbias (f32) are accumulated (+=).
+ *
+ * A row of C elements is held by a row group of tpr threads (one warp, or several warps when C
+ * is large) in registers: thread t holds the 8-element chunks t, t + tpr, ... (NV of them), read
+ * once from global memory with 16-byte accesses when C % 8 == 0 (scalar otherwise). RMSNorm is
+ * LayerNorm with mean 0 and no bias. Statistics are fp32 with two passes over the registers
+ * (mean, then the centred variance: no cancellation on Wan's fp32 residual stream). Row sums run
+ * in a fixed order: each thread over its chunks in turn, an xor-shuffle tree in the warp (the same
+ * bits in every lane), then the warps of the row in order; nothing is atomic, so reruns repeat bit
+ * for bit. Rows longer than one register span (512 threads x NV chunks: C > 24576 forward,
+ * C > 8192 backward) are walked in segments, reloaded for each pass.
+ *
+ * Backward: a row group walks NORM_GROUP_ROWS consecutive rows and keeps its columns' dweight and
+ * dbias terms in registers, writes one partial row per group, and a column kernel adds those
+ * partials in order into dweight/dbias; x and dy are read once in all. (With row segments the
+ * parameter terms go through colsum of nn_cuda_common.cuh instead.) */
 #include "nn_cuda.h"
 #include "nn_cuda_common.cuh"
+#include "vec8_cuda.cuh"
 
-#define NORM_WARPS 8 /* rows per block */
+#define NORM_BLOCK 256      /* threads per block, unless one row takes more */
+#define NORM_MAX_TPR 512    /* threads per row at most (and per block) */
+#define NORM_GROUP_ROWS 32  /* rows per row group in the backward (one parameter partial each) */
+#define NORM_BWD_NV 2       /* chunks per thread in the backward (x, dy and two partials in registers) */
+
+/* ---- row layout --------------------------------------------------------------------------------- */
+
+typedef struct norm_layout {
+    int nv;    /* chunks per thread and segment (a template argument) */
+    int tpr;   /* threads per row: a multiple of 32, at most NORM_MAX_TPR */
+    int rpb;   /* row groups per block */
+    int nseg;  /* register spans per row (1 unless C is very large) */
+} norm_layout_t;
+
+/* The nv of nvs (in order of preference) that leaves the fewest idle chunk slots. */
+static norm_layout_t norm_layout(int C, const int *nvs, int count) {
+    int64_t nch = (C + 7) / 8;
+    norm_layout_t best = {0, 0, 0, 0};
+    int64_t best_waste = -1;
+    for (int k = 0; k < count; k++) {
+        int64_t nw = (nch + 32 * nvs[k] - 1) / (32 * nvs[k]);
+        if (nw > NORM_MAX_TPR / 32) nw = NORM_MAX_TPR / 32;
+        int64_t span = 32 * nw * nvs[k], nseg = (nch + span - 1) / span, waste = nseg * span - nch;
+        if (best_waste < 0 || waste < best_waste) {
+            best_waste = waste;
+            best.nv = nvs[k], best.tpr = (int)(32 * nw), best.nseg = (int)nseg;
+        }
+    }
+    best.rpb = best.tpr >= NORM_BLOCK ? 1 : NORM_BLOCK / best.tpr;
+    return best;
+}
+
+/* Calls fn(nv_tag<nv>()) for nv in {2, 4, 6}. */
+template <int N> struct nv_tag {
+    static constexpr int value = N;
+};
+template <class Fn> static void with_nv(int nv, Fn &&fn) {
+    switch (nv) {
+    case 2: fn(nv_tag<2>()); break;
+    case 4: fn(nv_tag<4>()); break;
+    case 6: fn(nv_tag<6>()); break;
+    default: CHECK(0, "norm: no kernel for %d chunks per thread", nv);
+    }
+}
+
+/* ---- device pieces ------------------------------------------------------------------------------ */
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 
+/* v[k] = the sum of v[k] over the tpr threads of this thread's row group, in a fixed order (the
+ * same bits in all of them). Every thread of the block must call it (it may __syncthreads). */
+template <int N> __device__ __forceinline__ void row_sum(float (&v)[N], int tpr) {
+    __shared__ float sh[NORM_MAX_TPR / 32][N];
+#pragma unroll
+    for (int k = 0; k < N; k++) v[k] = warp_sum(v[k]);
+    if (tpr == 32) return;
+    int warp = threadIdx.x / 32, first = threadIdx.x / tpr * (tpr / 32);
+    __syncthreads(); /* the previous call's readers are done */
+    if ((threadIdx.x & 31) == 0)
+#pragma unroll
+        for (int k = 0; k < N; k++) sh[warp][k] = v[k];
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < N; k++) {
+        float s = sh[first][k];
+        for (int w = 1; w < tpr / 32; w++) s += sh[first + w][k];
+        v[k] = s;
+    }
+}
+
+/* Where this thread's chunk j of segment s of a row starts, and how many of its 8 elements exist. */
+struct norm_span {
+    int t, tpr, span, C;
+    __device__ int start(int s, int j) const { return 8 * (s * span + j * tpr + t); }
+    __device__ int count(int s, int j) const { return C - start(s, j); }
+};
+
+/* v[j] = chunk j of segment s of row r (zeros where the row has no elements, or r is dead). */
+template <int NV, class T>
+__device__ __forceinline__ void load_span(float (&v)[NV][8], const T *p, int64_t r, bool live, norm_span sp, int s,
+                                          bool vec) {
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        int e = sp.start(s, j), n = sp.count(s, j);
+        if (live && n > 0) ld8(p, r * sp.C + e, n, vec, v[j]);
+        else
+#pragma unroll
+            for (int i = 0; i < 8; i++) v[j][i] = 0.0f;
+    }
+}
+
+/* ---- forward: y = (x - mean) rstd w + b; RMSNorm: mean == NULL (0), b == NULL -------------------- */
+
+template <int NV, class Tx, class Ty, class Tw>
+__global__ void __launch_bounds__(NORM_MAX_TPR)
+    norm_fwd_kernel(const Tx *x, const Tw *w, const Tw *b, float eps, Ty *y, float *mean, float *rstd, int64_t M,
+                    int C, int tpr, int nseg, int vec) {
+    const norm_span sp = {(int)(threadIdx.x % tpr), tpr, tpr * NV, C};
+    const int64_t row = (int64_t)blockIdx.x * (blockDim.x / tpr) + threadIdx.x / tpr;
+    const bool live = row < M;
+    float xv[NV][8];
+    if (nseg == 1) load_span(xv, x, row, live, sp, 0, vec);
+    float mu = 0.0f, acc[1] = {0.0f};
+    if (mean) {
+        for (int s = 0; s < nseg; s++) {
+            if (nseg > 1) load_span(xv, x, row, live, sp, s, vec);
+#pragma unroll
+            for (int j = 0; j < NV; j++)
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[0] += xv[j][i]; /* absent elements are 0 */
+        }
+        row_sum(acc, tpr);
+        mu = acc[0] / C, acc[0] = 0.0f;
+    }
+    for (int s = 0; s < nseg; s++) {
+        if (nseg > 1) load_span(xv, x, row, live, sp, s, vec);
+#pragma unroll
+        for (int j = 0; j < NV; j++)
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                if (i < sp.count(s, j)) {
+                    float d = xv[j][i] - mu;
+                    acc[0] += d * d;
+                }
+    }
+    row_sum(acc, tpr);
+    const float r = rsqrtf(acc[0] / C + eps);
+    if (!live) return;
+    for (int s = 0; s < nseg; s++) {
+        if (nseg > 1) load_span(xv, x, row, live, sp, s, vec);
+#pragma unroll
+        for (int j = 0; j < NV; j++) {
+            int e = sp.start(s, j), n = sp.count(s, j);
+            if (n <= 0) continue;
+            float wv[8], bv[8], o[8];
+            if (w) ld8(w, e, n, vec, wv);
+            if (b) ld8(b, e, n, vec, bv);
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                o[i] = (xv[j][i] - mu) * r;
+                if (w) o[i] *= wv[i];
+                if (b) o[i] += bv[i];
+            }
+            st8(y, row * C + e, n, vec, o);
+        }
+    }
+    if (sp.t == 0) {
+        if (mean) mean[row] = mu;
+        rstd[row] = r;
+    }
+}
+
+template <class Tx, class Ty, class Tw>
+static void norm_forward(const tensor_t *x, const tensor_t *weight, const tensor_t *bias, float eps, tensor_t *y,
+                         tensor_t *mean, tensor_t *rstd) {
+    int C = (int)x->shape[x->ndim - 1];
+    int64_t M = C ? tensor_numel(x) / C : 0;
+    if (M == 0) return;
+    static const int nvs[] = {6, 4, 2};
+    norm_layout_t lay = norm_layout(C, nvs, 3);
+    const void *ptrs[] = {x->data, y->data, weight ? weight->data : NULL, bias ? bias->data : NULL};
+    int vec = C % 8 == 0;
+    for (int k = 0; k < 4; k++) vec = vec && vec8_aligned(ptrs[k]);
+    int64_t blocks = (M + lay.rpb - 1) / lay.rpb;
+    CHECK(blocks <= 0x7fffffff, "norm: %lld rows exceed the grid", (long long)M);
+    with_nv(lay.nv, [&](auto nv) {
+        norm_fwd_kernel<decltype(nv)::value, Tx, Ty, Tw><<<(unsigned)blocks, lay.rpb * lay.tpr, 0, cuda_stream()>>>(
+            (const Tx *)x->data, weight ? (const Tw *)weight->data : NULL, bias ? (const Tw *)bias->data : NULL, eps,
+            (Ty *)y->data, mean ? (float *)mean->data : NULL, (float *)rstd->data, M, C, lay.tpr, lay.nseg, vec);
+        CUDA_CHECK_LAUNCH();
+    });
+}
+
 /* dtype of an optional parameter pair (weight, bias): either one's, else f32 (unused). */
 static dtype_t param_dtype(const tensor_t *a, const tensor_t *b) {
     return a ? a->dtype : b ? b->dtype : DTYPE_F32;
 }
-static unsigned norm_blocks(int64_t M) { return (unsigned)((M + NORM_WARPS - 1) / NORM_WARPS); }
 
-/* ---- LayerNorm ---------------------------------------------------------------------------------- */
-
-template <class Tx, class Ty, class Tw>
-__global__ void layernorm_fwd_kernel(const Tx *x, const Tw *w, const Tw *b, float eps, Ty *y, float *mean,
-                                     float *rstd, int64_t M, int C) {
-    int64_t row = (int64_t)blockIdx.x * NORM_WARPS + threadIdx.x / 32;
-    int lane = threadIdx.x & 31;
-    if (row >= M) return;
-    const Tx *xr = x + row * C;
-    Ty *yr = y + row * C;
-    float s = 0.0f;
-    for (int c = lane; c < C; c += 32) s += ldf(xr, c);
-    float mu = warp_sum(s) / C, v = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        float d = ldf(xr, c) - mu;
-        v += d * d;
-    }
-    float r = rsqrtf(warp_sum(v) / C + eps);
-    for (int c = lane; c < C; c += 32) {
-        float o = (ldf(xr, c) - mu) * r;
-        if (w) o *= ldf(w, c);
-        if (b) o += ldf(b, c);
-        stf(yr, c, o);
-    }
-    if (lane == 0) mean[row] = mu, rstd[row] = r;
+static void norm_forward_any(const tensor_t *x, const tensor_t *weight, const tensor_t *bias, float eps, tensor_t *y,
+                             tensor_t *mean, tensor_t *rstd) {
+    with_float_type(x->dtype, [&](auto tx) {
+        with_float_type(y->dtype, [&](auto ty) {
+            with_float_type(param_dtype(weight, bias), [&](auto tw) {
+                norm_forward<TYPE_OF(tx), TYPE_OF(ty), TYPE_OF(tw)>(x, weight, bias, eps, y, mean, rstd);
+            });
+        });
+    });
 }
 
-/* dx = rstd (g - mean(g) - xhat mean(g xhat)), g = dy w. */
-template <class Tx, class Tg, class Td, class Tw>
-__global__ void layernorm_bwd_kernel(const Tx *x, const Tw *w, const float *mean, const float *rstd, const Tg *dy,
-                                     Td *dx, int64_t M, int C) {
-    int64_t row = (int64_t)blockIdx.x * NORM_WARPS + threadIdx.x / 32;
-    int lane = threadIdx.x & 31;
-    if (row >= M) return;
-    const Tx *xr = x + row * C;
-    const Tg *gr = dy + row * C;
-    float mu = mean[row], r = rstd[row], sg = 0.0f, sgx = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        float g = ldf(gr, c) * (w ? ldf(w, c) : 1.0f), xh = (ldf(xr, c) - mu) * r;
-        sg += g;
-        sgx += g * xh;
+extern "C" void layernorm_forward_cuda(const tensor_t *x, const tensor_t *weight, const tensor_t *bias, float eps,
+                                       tensor_t *y, tensor_t *mean, tensor_t *rstd) {
+    norm_forward_any(x, weight, bias, eps, y, mean, rstd);
+}
+
+extern "C" void rmsnorm_forward_cuda(const tensor_t *x, const tensor_t *weight, float eps, tensor_t *y,
+                                     tensor_t *rstd) {
+    norm_forward_any(x, weight, NULL, eps, y, NULL, rstd);
+}
+
+/* ---- backward: dx = rstd (g - mean(g) - xhat mean(g xhat)), g = dy w, xhat = (x - mean) rstd ------- */
+
+/* wv = chunk j of segment s of the weight (an L1 hit after the first row), or ones without one. */
+template <class Tw>
+__device__ __forceinline__ void weight_chunk(float (&wv)[8], const Tw *w, norm_span sp, int s, int j, bool vec) {
+    int n = sp.count(s, j);
+    if (w && n > 0) ld8(w, sp.start(s, j), n, vec, wv);
+    else
+#pragma unroll
+        for (int i = 0; i < 8; i++) wv[i] = 1.0f;
+}
+
+/* part (NULL: no parameter gradients here): row group k of ng writes sum over its rows of dy xhat
+ * (want & 1) to part[k, :] and of dy (want & 2) to part[ng + k, :]. RMSNorm: mean == NULL. */
+template <int NV, class Tx, class Tg, class Td, class Tw>
+__global__ void __launch_bounds__(NORM_MAX_TPR)
+    norm_bwd_kernel(const Tx *x, const Tw *w, const float *mean, const float *rstd, const Tg *dy, Td *dx,
+                    float *part, int want, int64_t M, int C, int tpr, int nseg, int vec) {
+    const norm_span sp = {(int)(threadIdx.x % tpr), tpr, tpr * NV, C};
+    const int64_t grp = (int64_t)blockIdx.x * (blockDim.x / tpr) + threadIdx.x / tpr;
+    const int64_t ng = (M + NORM_GROUP_ROWS - 1) / NORM_GROUP_ROWS;
+    float xv[NV][8], gv[NV][8], pw[NV][8], pb[NV][8];
+#pragma unroll
+    for (int j = 0; j < NV; j++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) pw[j][i] = 0.0f, pb[j][i] = 0.0f;
+    for (int k = 0; k < NORM_GROUP_ROWS; k++) { /* the same trip count in every group: row_sum syncs */
+        const int64_t row = grp * NORM_GROUP_ROWS + k;
+        const bool live = row < M;
+        const float mu = live && mean ? mean[row] : 0.0f, r = live ? rstd[row] : 0.0f;
+        auto load = [&](int s) {
+            load_span(xv, x, row, live, sp, s, vec);
+            load_span(gv, dy, row, live, sp, s, vec);
+        };
+        if (nseg == 1) load(0);
+        float acc[2] = {0.0f, 0.0f};
+        for (int s = 0; s < nseg; s++) {
+            if (nseg > 1) load(s);
+#pragma unroll
+            for (int j = 0; j < NV; j++) {
+                float wv[8];
+                weight_chunk(wv, w, sp, s, j, vec);
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    if (i < sp.count(s, j)) {
+                        float g = gv[j][i] * wv[i], xh = (xv[j][i] - mu) * r;
+                        acc[0] += g;
+                        acc[1] += g * xh;
+                    }
+            }
+        }
+        row_sum(acc, tpr);
+        const float sg = mean ? acc[0] / C : 0.0f, sgx = acc[1] / C;
+        if (!live) continue;
+        for (int s = 0; s < nseg; s++) {
+            if (nseg > 1) load(s);
+#pragma unroll
+            for (int j = 0; j < NV; j++) {
+                int e = sp.start(s, j), n = sp.count(s, j);
+                if (n <= 0) continue;
+                float o[8], wv[8];
+                weight_chunk(wv, w, sp, s, j, vec);
+#pragma unroll
+                for (int i = 0; i < 8; i++) {
+                    float g = gv[j][i] * wv[i], xh = (xv[j][i] - mu) * r;
+                    o[i] = r * (g - sg - xh * sgx);
+                    if (part) pw[j][i] += gv[j][i] * xh, pb[j][i] += gv[j][i];
+                }
+                st8(dx, row * C + e, n, vec, o);
+            }
+        }
     }
-    sg = warp_sum(sg) / C, sgx = warp_sum(sgx) / C;
-    for (int c = lane; c < C; c += 32) {
-        float g = ldf(gr, c) * (w ? ldf(w, c) : 1.0f), xh = (ldf(xr, c) - mu) * r;
-        stf(dx + row * C, c, r * (g - sg - xh * sgx));
+    if (!part || grp >= ng) return;
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        int e = sp.start(0, j), n = sp.count(0, j);
+        if (n <= 0) continue;
+        if (want & 1) st8(part, grp * C + e, n, vec, pw[j]);
+        if (want & 2) st8(part, (ng + grp) * C + e, n, vec, pb[j]);
     }
 }
 
-/* Column terms of the parameter gradients: dy xhat (dweight) and dy (dbias); rmsnorm: mean = 0. */
-template <class Tx, class Tg, int NOUT> struct norm_param_grad_f {
+/* out0[c] += sum over k < ng of part[k, c], out1[c] += the same of part[ng + k, c] (each if
+ * given), in a fixed order: rows y, y + 32, ... per thread row y, then the 32 thread rows. */
+__global__ void __launch_bounds__(1024) norm_partial_sum_kernel(const float *part, int64_t ng, int C, float *out0,
+                                                                float *out1) {
+    __shared__ float sh[2][32][33];
+    int c = blockIdx.x * 32 + threadIdx.x;
+    float a0 = 0.0f, a1 = 0.0f;
+    if (c < C)
+        for (int64_t k = threadIdx.y; k < ng; k += 32) {
+            if (out0) a0 += part[k * C + c];
+            if (out1) a1 += part[(ng + k) * C + c];
+        }
+    sh[0][threadIdx.y][threadIdx.x] = a0, sh[1][threadIdx.y][threadIdx.x] = a1;
+    __syncthreads();
+    if (threadIdx.y != 0 || c >= C) return;
+    for (int y = 1; y < 32; y++) a0 += sh[0][y][threadIdx.x], a1 += sh[1][y][threadIdx.x];
+    if (out0) out0[c] += a0;
+    if (out1) out1[c] += a1;
+}
+
+/* Column terms for colsum (rows walked in segments only): dy xhat and dy; rmsnorm: mean = 0. */
+template <class Tx, class Tg> struct norm_param_grad_f {
     const Tx *x;
     const Tg *dy;
     const float *mean, *rstd;
@@ -78,26 +333,48 @@ template <class Tx, class Tg, int NOUT> struct norm_param_grad_f {
     __device__ void operator()(int, int64_t r, int c, float *v) const {
         float g = ldf(dy, r * C + c);
         v[0] = g * (ldf(x, r * C + c) - (mean ? mean[r] : 0.0f)) * rstd[r];
-        if (NOUT > 1) v[NOUT - 1] = g;
+        v[1] = g;
     }
 };
 
-extern "C" void layernorm_forward_cuda(const tensor_t *x, const tensor_t *weight, const tensor_t *bias, float eps,
-                                       tensor_t *y, tensor_t *mean, tensor_t *rstd) {
+template <class Tx, class Tg, class Td, class Tw>
+static void norm_backward(const tensor_t *x, const tensor_t *weight, const tensor_t *mean, const tensor_t *rstd,
+                          const tensor_t *dy, tensor_t *dx, tensor_t *dweight, tensor_t *dbias) {
     int C = (int)x->shape[x->ndim - 1];
-    int64_t M = tensor_numel(x) / C;
+    int64_t M = C ? tensor_numel(x) / C : 0;
     if (M == 0) return;
+    static const int nvs[] = {NORM_BWD_NV};
+    norm_layout_t lay = norm_layout(C, nvs, 1);
+    const void *ptrs[] = {x->data, dy->data, dx->data, weight ? weight->data : NULL};
+    int vec = C % 8 == 0;
+    for (int k = 0; k < 4; k++) vec = vec && vec8_aligned(ptrs[k]);
+    float *dw = dweight ? (float *)dweight->data : NULL, *db = dbias ? (float *)dbias->data : NULL;
+    const float *mu = mean ? (const float *)mean->data : NULL;
+    int want = (dw ? 1 : 0) | (db ? 2 : 0), fused = want && lay.nseg == 1;
+    if (want && !fused)
+        colsum<2>(norm_param_grad_f<Tx, Tg>{(const Tx *)x->data, (const Tg *)dy->data, mu, (const float *)rstd->data,
+                                            C},
+                  1, M, C, dw, db, 1);
+    int64_t ng = (M + NORM_GROUP_ROWS - 1) / NORM_GROUP_ROWS, blocks = (ng + lay.rpb - 1) / lay.rpb;
+    float *part = fused ? (float *)nn_cuda_scratch(sizeof(float) * 2 * (size_t)ng * C) : NULL;
+    norm_bwd_kernel<NORM_BWD_NV, Tx, Tg, Td, Tw><<<(unsigned)blocks, lay.rpb * lay.tpr, 0, cuda_stream()>>>(
+        (const Tx *)x->data, weight ? (const Tw *)weight->data : NULL, mu, (const float *)rstd->data,
+        (const Tg *)dy->data, (Td *)dx->data, part, want, M, C, lay.tpr, lay.nseg, vec);
+    CUDA_CHECK_LAUNCH();
+    if (!fused) return;
+    norm_partial_sum_kernel<<<(unsigned)((C + 31) / 32), dim3(32, 32), 0, cuda_stream()>>>(part, ng, C, dw, db);
+    CUDA_CHECK_LAUNCH();
+}
+
+static void norm_backward_any(const tensor_t *x, const tensor_t *weight, const tensor_t *mean, const tensor_t *rstd,
+                              const tensor_t *dy, tensor_t *dx, tensor_t *dweight, tensor_t *dbias) {
     with_float_type(x->dtype, [&](auto tx) {
-        with_float_type(y->dtype, [&](auto ty) {
-            with_float_type(param_dtype(weight, bias), [&](auto tw) {
-                typedef TYPE_OF(tx) Tx;
-                typedef TYPE_OF(ty) Ty;
-                typedef TYPE_OF(tw) Tw;
-                layernorm_fwd_kernel<Tx, Ty, Tw><<<norm_blocks(M), NORM_WARPS * 32, 0, cuda_stream()>>>(
-                    (const Tx *)x->data, weight ? (const Tw *)weight->data : NULL,
-                    bias ? (const Tw *)bias->data : NULL, eps, (Ty *)y->data, (float *)mean->data,
-                    (float *)rstd->data, M, C);
-                CUDA_CHECK_LAUNCH();
+        with_float_type(dy->dtype, [&](auto tg) {
+            with_float_type(dx->dtype, [&](auto td) {
+                with_float_type(param_dtype(weight, NULL), [&](auto tw) {
+                    norm_backward<TYPE_OF(tx), TYPE_OF(tg), TYPE_OF(td), TYPE_OF(tw)>(x, weight, mean, rstd, dy, dx,
+                                                                                      dweight, dbias);
+                });
             });
         });
     });
@@ -106,106 +383,10 @@ extern "C" void layernorm_forward_cuda(const tensor_t *x, const tensor_t *weight
 extern "C" void layernorm_backward_cuda(const tensor_t *x, const tensor_t *weight, const tensor_t *mean,
                                         const tensor_t *rstd, const tensor_t *dy, tensor_t *dx, tensor_t *dweight,
                                         tensor_t *dbias) {
-    int C = (int)x->shape[x->ndim - 1];
-    int64_t M = tensor_numel(x) / C;
-    with_float_type(x->dtype, [&](auto tx) {
-        with_float_type(dy->dtype, [&](auto tg) {
-            typedef TYPE_OF(tx) Tx;
-            typedef TYPE_OF(tg) Tg;
-            if (dweight || dbias) /* before dx: dx may not alias dy, but this order never needs it */
-                colsum<2>(norm_param_grad_f<Tx, Tg, 2>{(const Tx *)x->data, (const Tg *)dy->data,
-                                                    (const float *)mean->data, (const float *)rstd->data, C},
-                          1, M, C, dweight ? (float *)dweight->data : NULL, dbias ? (float *)dbias->data : NULL, 1);
-            if (M == 0) return;
-            with_float_type(dx->dtype, [&](auto td) {
-                with_float_type(param_dtype(weight, NULL), [&](auto tw) {
-                    typedef TYPE_OF(td) Td;
-                    typedef TYPE_OF(tw) Tw;
-                    layernorm_bwd_kernel<Tx, Tg, Td, Tw><<<norm_blocks(M), NORM_WARPS * 32, 0, cuda_stream()>>>(
-                        (const Tx *)x->data, weight ? (const Tw *)weight->data : NULL, (const float *)mean->data,
-                        (const float *)rstd->data, (const Tg *)dy->data, (Td *)dx->data, M, C);
-                    CUDA_CHECK_LAUNCH();
-                });
-            });
-        });
-    });
-}
-
-/* ---- RMSNorm ------------------------------------------------------------------------------------ */
-
-template <class Tx, class Ty, class Tw>
-__global__ void rmsnorm_fwd_kernel(const Tx *x, const Tw *w, float eps, Ty *y, float *rstd, int64_t M, int C) {
-    int64_t row = (int64_t)blockIdx.x * NORM_WARPS + threadIdx.x / 32;
-    int lane = threadIdx.x & 31;
-    if (row >= M) return;
-    const Tx *xr = x + row * C;
-    float ss = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        float v = ldf(xr, c);
-        ss += v * v;
-    }
-    float r = rsqrtf(warp_sum(ss) / C + eps);
-    for (int c = lane; c < C; c += 32) stf(y + row * C, c, ldf(xr, c) * r * ldf(w, c));
-    if (lane == 0) rstd[row] = r;
-}
-
-/* dx = rstd (g - xhat mean(g xhat)), g = dy w, xhat = x rstd. */
-template <class Tx, class Tg, class Td, class Tw>
-__global__ void rmsnorm_bwd_kernel(const Tx *x, const Tw *w, const float *rstd, const Tg *dy, Td *dx, int64_t M,
-                                   int C) {
-    int64_t row = (int64_t)blockIdx.x * NORM_WARPS + threadIdx.x / 32;
-    int lane = threadIdx.x & 31;
-    if (row >= M) return;
-    const Tx *xr = x + row * C;
-    const Tg *gr = dy + row * C;
-    float r = rstd[row], sgx = 0.0f;
-    for (int c = lane; c < C; c += 32) sgx += ldf(gr, c) * ldf(w, c) * ldf(xr, c) * r;
-    sgx = warp_sum(sgx) / C;
-    for (int c = lane; c < C; c += 32) stf(dx + row * C, c, r * (ldf(gr, c) * ldf(w, c) - ldf(xr, c) * r * sgx));
-}
-
-extern "C" void rmsnorm_forward_cuda(const tensor_t *x, const tensor_t *weight, float eps, tensor_t *y,
-                                     tensor_t *rstd) {
-    int C = (int)x->shape[x->ndim - 1];
-    int64_t M = tensor_numel(x) / C;
-    if (M == 0) return;
-    with_float_type(x->dtype, [&](auto tx) {
-        with_float_type(y->dtype, [&](auto ty) {
-            with_float_type(weight->dtype, [&](auto tw) {
-                typedef TYPE_OF(tx) Tx;
-                typedef TYPE_OF(ty) Ty;
-                typedef TYPE_OF(tw) Tw;
-                rmsnorm_fwd_kernel<Tx, Ty, Tw><<<norm_blocks(M), NORM_WARPS * 32, 0, cuda_stream()>>>(
-                    (const Tx *)x->data, (const Tw *)weight->data, eps, (Ty *)y->data, (float *)rstd->data, M, C);
-                CUDA_CHECK_LAUNCH();
-            });
-        });
-    });
+    norm_backward_any(x, weight, mean, rstd, dy, dx, dweight, dbias);
 }
 
 extern "C" void rmsnorm_backward_cuda(const tensor_t *x, const tensor_t *weight, const tensor_t *rstd,
                                       const tensor_t *dy, tensor_t *dx, tensor_t *dweight) {
-    int C = (int)x->shape[x->ndim - 1];
-    int64_t M = tensor_numel(x) / C;
-    with_float_type(x->dtype, [&](auto tx) {
-        with_float_type(dy->dtype, [&](auto tg) {
-            typedef TYPE_OF(tx) Tx;
-            typedef TYPE_OF(tg) Tg;
-            if (dweight)
-                colsum<1>(norm_param_grad_f<Tx, Tg, 1>{(const Tx *)x->data, (const Tg *)dy->data, NULL,
-                                                    (const float *)rstd->data, C},
-                          1, M, C, (float *)dweight->data, NULL, 1);
-            if (M == 0) return;
-            with_float_type(dx->dtype, [&](auto td) {
-                with_float_type(weight->dtype, [&](auto tw) {
-                    typedef TYPE_OF(td) Td;
-                    typedef TYPE_OF(tw) Tw;
-                    rmsnorm_bwd_kernel<Tx, Tg, Td, Tw><<<norm_blocks(M), NORM_WARPS * 32, 0, cuda_stream()>>>(
-                        (const Tx *)x->data, (const Tw *)weight->data, (const float *)rstd->data,
-                        (const Tg *)dy->data, (Td *)dx->data, M, C);
-                    CUDA_CHECK_LAUNCH();
-                });
-            });
-        });
-    });
+    norm_backward_any(x, weight, NULL, rstd, dy, dx, dweight, NULL);
 }
