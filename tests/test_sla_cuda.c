@@ -414,6 +414,8 @@ int main(int argc, char **argv) {
     run_attn_case(2, 2, 105, 16, 64, seed++);
     run_attn_case(2, 8, 70, 64, 64, seed++);
     run_attn_case(1, 4, 1500, 512, 128, seed++);
+    /* few key tiles, many query tiles: the dK/dV kernel splits the query tiles (4 ways here) */
+    run_attn_case(1, 2, 4100, 100, 128, seed++);
     return test_summary("test_sla_cuda");
 #endif
 }

@@ -87,8 +87,18 @@ __global__ void colsum_finish_kernel(const float *partial, int G, int C, int nch
         for (int k = 0; k < NOUT; k++) {
             float *out = k == 0 ? out0 : out1;
             if (!out) continue;
+            /* in chunk order; eight loads in flight before their adds */
+            const float *pp = partial + ((int64_t)k * G + g) * nchunks * C + c;
             float s = 0.0f;
-            for (int ch = 0; ch < nchunks; ch++) s += partial[(((int64_t)k * G + g) * nchunks + ch) * C + c];
+            int ch = 0;
+            for (; ch + 8 <= nchunks; ch += 8) {
+                float v[8];
+#pragma unroll
+                for (int u = 0; u < 8; u++) v[u] = pp[(int64_t)(ch + u) * C];
+#pragma unroll
+                for (int u = 0; u < 8; u++) s += v[u];
+            }
+            for (; ch < nchunks; ch++) s += pp[(int64_t)ch * C];
             out[i] = accumulate ? out[i] + s : s;
         }
     }

@@ -383,12 +383,14 @@ namespace {
 struct AttnWs {
     float *Ds, *Ds_exact;
     bf16 *cq, *ck, *cv, *cg, *co;
+    float *kv_part; /* dK/dV query-split partials (backward) */
 };
-AttnWs attn_ws(long BH, long Nq, long Nk, long D, int conv) {
+AttnWs attn_ws(long BH, long Nq, long Nk, long D, int conv, int qsplit) {
     AttnWs w;
     Bump b;
     for (int pass = 0; pass < 2; pass++) {
         b.off = 0;
+        w.kv_part = b.take<float>(qsplit > 1 ? (long)qsplit * 2 * BH * Nk * D : 0);
         w.Ds = b.take<float>(BH * Nq);
         w.Ds_exact = b.take<float>(BH * Nq);
         w.cq = b.take<bf16>(conv ? BH * Nq * D : 0), w.cg = b.take<bf16>(conv ? BH * Nq * D : 0);
@@ -407,7 +409,7 @@ extern "C" void attn_forward_cuda(const tensor_t *q, const tensor_t *k, const te
     CHECK(D == 64 || D == 128, "%s: head dim %d unsupported by the CUDA backend (64 or 128)", op, D);
     expect_dtype(op, "o", o, DTYPE_BF16);
     expect_dtype(op, "lse", lse, DTYPE_F32);
-    AttnWs w = attn_ws((long)B * H, Nq, Nk, D, any_f32(q, k, v, nullptr));
+    AttnWs w = attn_ws((long)B * H, Nq, Nk, D, any_f32(q, k, v, nullptr), 1);
     FlashParams fp;
     memset(&fp, 0, sizeof fp);
     fp.q = as_bf16(q, w.cq, op, "q"), fp.k = as_bf16(k, w.ck, op, "k"), fp.v = as_bf16(v, w.cv, op, "v");
@@ -426,7 +428,8 @@ extern "C" void attn_backward_cuda(const tensor_t *q, const tensor_t *k, const t
     expect_dtype(op, "dq", dq, DTYPE_BF16);
     expect_dtype(op, "dk", dk, DTYPE_BF16);
     expect_dtype(op, "dv", dv, DTYPE_BF16);
-    AttnWs w = attn_ws((long)B * H, Nq, Nk, D, any_f32(q, k, v, dout) || o->dtype == DTYPE_F32);
+    const int qsplit = flash_dkdv_splits(B * H, Nq, Nk);
+    AttnWs w = attn_ws((long)B * H, Nq, Nk, D, any_f32(q, k, v, dout) || o->dtype == DTYPE_F32, qsplit);
     FlashParams fp;
     memset(&fp, 0, sizeof fp);
     fp.q = as_bf16(q, w.cq, op, "q"), fp.k = as_bf16(k, w.ck, op, "k"), fp.v = as_bf16(v, w.cv, op, "v");
@@ -435,7 +438,7 @@ extern "C" void attn_backward_cuda(const tensor_t *q, const tensor_t *k, const t
     flash_bwd_prep(fp.dout, ob, w.Ds, (long)B * H * Nq, D);
     fp.lse = static_cast<const float *>(lse->data), fp.Ds = w.Ds, fp.Ds_exact = w.Ds_exact;
     fp.dq = static_cast<bf16 *>(dq->data), fp.dk = static_cast<bf16 *>(dk->data), fp.dv = static_cast<bf16 *>(dv->data);
-    fp.Nq = Nq, fp.Nk = Nk;
+    fp.Nq = Nq, fp.Nk = Nk, fp.qsplit = qsplit, fp.kv_part = w.kv_part;
     flash_backward_dq(fp, B * H, D, 128);
     flash_backward_dkdv(fp, B * H, D);
 }

@@ -50,7 +50,12 @@ __global__ void __launch_bounds__(128, 2)
     /* with an order, CTA x takes the x-th longest key block's tiles */
     const int kt = p.order ? p.order[(long)bh * p.Tk + blockIdx.x / p.tpb] * p.tpb + blockIdx.x % p.tpb : blockIdx.x;
     const int k0 = kt * 64;
-    const TileSeq seq = query_seq(p, bh, kt);
+    TileSeq seq = query_seq(p, bh, kt);
+    const int sp = blockIdx.z; /* query split (dense mode only) */
+    if (p.qsplit > 1) {
+        const int per = (seq.count + p.qsplit - 1) / p.qsplit;
+        seq.base = sp * per, seq.count = max(0, min(per, seq.count - seq.base));
+    }
     const int n = seq.size();
 
     if (tid == 0) {
@@ -183,6 +188,24 @@ __global__ void __launch_bounds__(128, 2)
 
     const float scale = rsqrtf((float)D);
     const int r0 = k0 + w * 16;
+    if (p.qsplit > 1) { /* fp32 partials of this split */
+        const long plane = (long)gridDim.y * p.Nk * D;
+        float *pk = p.kv_part + (long)sp * 2 * plane + (long)bh * p.Nk * D, *pv = pk + plane;
+        const int ra = r0 + (lane >> 2), rb = ra + 8;
+#pragma unroll
+        for (int j = 0; j < ND; j++) {
+            const int c = j * 8 + 2 * t;
+            if (ra < p.Nk) {
+                *reinterpret_cast<float2 *>(pk + (long)ra * D + c) = make_float2(dk[j][0] * scale, dk[j][1] * scale);
+                *reinterpret_cast<float2 *>(pv + (long)ra * D + c) = make_float2(dv[j][0], dv[j][1]);
+            }
+            if (rb < p.Nk) {
+                *reinterpret_cast<float2 *>(pk + (long)rb * D + c) = make_float2(dk[j][2] * scale, dk[j][3] * scale);
+                *reinterpret_cast<float2 *>(pv + (long)rb * D + c) = make_float2(dv[j][2], dv[j][3]);
+            }
+        }
+        return;
+    }
     frag_store_global_add<ND>(dk, scale, p.dk + (long)bh * p.Nk * D, D, r0, p.Nk, p.add, lane);
     frag_store_global_add<ND>(dv, 1.f, p.dv + (long)bh * p.Nk * D, D, r0, p.Nk, p.add, lane);
 #endif
@@ -360,6 +383,18 @@ template <int D> void launch_wg_dq(const FlashParams &p0, int BH, int qsub) {
     CUDA_CHECK_LAUNCH();
 }
 
+/* dk, dv (+)= the sum of the qsplit partials in split order (n = BH Nk D elements each). */
+__global__ void kv_split_sum_kernel(const float *part, int qsplit, long n, bf16 *dk, bf16 *dv, int add) {
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < 2 * n; i += (long)gridDim.x * blockDim.x) {
+        const int which = i >= n; /* 0: dk, 1: dv */
+        const long e = i - which * n;
+        float s = 0.f;
+        for (int sp = 0; sp < qsplit; sp++) s += part[((long)sp * 2 + which) * n + e];
+        bf16 *out = which ? dv : dk;
+        out[e] = __float2bfloat16_rn(add ? s + __bfloat162float(out[e]) : s);
+    }
+}
+
 template <int D> void launch_wg_dkdv(const FlashParams &p, int BH) {
     constexpr int smem = WgBwdSmem<D>::total;
     static bool init = false;
@@ -368,9 +403,19 @@ template <int D> void launch_wg_dkdv(const FlashParams &p, int BH) {
     const CUtensorMap tq = wg_tile_map(p.q, BH, p.Nq, D), tk = wg_tile_map(p.k, BH, p.Nk, D);
     const CUtensorMap tv = wg_tile_map(p.v, BH, p.Nk, D), tdo = wg_tile_map(p.dout, BH, p.Nq, D);
     /* ordered: every tile of every key block (an all-padding last tile writes nothing) */
-    dim3 grid(p.order ? p.Tk * p.tpb : (p.Nk + 63) / 64, BH);
-    wg_dkdv_kernel<D><<<grid, 128, smem, cuda_stream()>>>(tq, tk, tv, tdo, p);
+    const int qsplit = p.tent || p.qsplit < 1 ? 1 : p.qsplit;
+    CHECK(qsplit == 1 || p.kv_part, "flash_backward_dkdv_wg: %d query splits without a partial buffer", qsplit);
+    FlashParams pp = p;
+    pp.qsplit = qsplit;
+    dim3 grid(p.order ? p.Tk * p.tpb : (p.Nk + 63) / 64, BH, qsplit);
+    wg_dkdv_kernel<D><<<grid, 128, smem, cuda_stream()>>>(tq, tk, tv, tdo, pp);
     CUDA_CHECK_LAUNCH();
+    if (qsplit > 1) {
+        const long n = (long)BH * p.Nk * D;
+        kv_split_sum_kernel<<<(unsigned)((2 * n + 255) / 256 < 4096 ? (2 * n + 255) / 256 : 4096), 256, 0, cuda_stream()>>>(
+            p.kv_part, qsplit, n, p.dk, p.dv, p.add);
+        CUDA_CHECK_LAUNCH();
+    }
 }
 
 } // namespace
@@ -381,6 +426,22 @@ void flash_backward_dq_wg(const FlashParams &p, int BH, int D, int bq) {
     if (D == 128 && (bq == 64 || bq == 128)) launch_wg_dq<128>(p, BH, bq / 64);
     else if (D == 64 && (bq == 64 || bq == 128)) launch_wg_dq<64>(p, BH, bq / 64);
     else CHECK(0, "flash_backward_dq_wg: unsupported head dim %d / query block %d", D, bq);
+}
+
+/* Enough CTAs for two per SM when the key tiles alone are fewer, at most 8 splits and at least
+ * 16 query tiles per split. */
+int flash_dkdv_splits(int BH, int Nq, int Nk) {
+    if (!flash_wg_available()) return 1;
+    static int sms = 0;
+    if (!sms) {
+        int dev = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    }
+    const long ctas = (long)BH * ((Nk + 63) / 64), qt = (Nq + 63) / 64;
+    int s = 1;
+    while (s < 8 && ctas * s < 2L * sms && qt / (2 * s) >= 16) s *= 2;
+    return s;
 }
 
 void flash_backward_dkdv_wg(const FlashParams &p, int BH, int D) {

@@ -35,6 +35,11 @@ struct FlashParams {
     int Nq, Nk;
     int add;
     int qsub; /* launcher-internal: CTAs per lut query block (0 or 1: one) */
+    /* dK/dV in dense mode with few key tiles: the query tiles are split over qsplit CTAs per key
+     * tile, whose fp32 partials ([qsplit][2][BH, Nk, D], dk already scaled) kv_part holds until a
+     * fixed-order sum writes dk and dv (flash_dkdv_splits says how many; 0 or 1: no split). */
+    int qsplit;
+    float *kv_part;
 };
 
 constexpr int FLASH_KT = 64; /* key tile rows of the flash kernels */
@@ -76,6 +81,8 @@ void flash_forward_wg(const FlashParams &p, int BH, int D, int bq);
  * (sla_flash_wg_bwd.cu). */
 void flash_backward_dq_wg(const FlashParams &p, int BH, int D, int bq);
 void flash_backward_dkdv_wg(const FlashParams &p, int BH, int D);
+/* Query splits the dK/dV kernel uses in dense mode for these sizes (1 without the wgmma kernels). */
+int flash_dkdv_splits(int BH, int Nq, int Nk);
 /* The tensor map of the wgmma kernels: a [BH, N, D] bf16 tensor as 64 x 64 boxes in the sw128
  * layout (zeros outside). */
 CUtensorMap wg_tile_map(const bf16 *x, int BH, int N, int D);
