@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# launch/gpu-check.sh OUTDIR — the GPU machine's check, in one call: configure for sm_90 into
-# build-gpu, build, `ctest -L gpu`, compute-sanitizer memcheck and racecheck on test_sla_cuda at a
+# launch/gpu-check.sh OUTDIR — the GPU machine's check, in one call: configure for sm_90a into
+# build-gpu, build, `ctest -L gpu`, test_sla_cuda once more on the mma.sync flash kernels (what
+# non-Hopper builds run), compute-sanitizer memcheck and racecheck on test_sla_cuda at a
 # small size, sla-bench, dit-bench and the torch SDPA anchors (tests/bench/anchors.py). Logs and a short
 # table go to OUTDIR (at most 8 files, so several steps share a log); the table is printed last.
 # Environment: SLA_GPU_BUILD_DIR (default build-gpu), SLA_JOBS (default nproc),
-# SLA_BENCH_ARGS (e.g. --quick), SLA_SKIP=comma list of steps to skip (ctest,sanitizer,bench,ditbench,anchors).
+# SLA_BENCH_ARGS (e.g. --quick), SLA_SKIP=comma list of steps to skip
+# (ctest,fallback,sanitizer,bench,ditbench,anchors).
 # Exit status: 0 when every step that ran passed.
 set -uo pipefail
 out="${1:?usage: launch/gpu-check.sh OUTDIR}"
@@ -46,6 +48,11 @@ if [[ $skip != *,ctest,* ]]; then
     run_step "ctest -L gpu" "$out/ctest_gpu.log" ctest -L gpu -LE bench -V --timeout 3000
     popd >/dev/null
     grep -E "tests passed|tests failed|\*\*\*Failed|Not Run|FAIL" "$out/ctest_gpu.log" | head -40 | sed 's/^/    /' | tee -a "$summary"
+fi
+if [[ $skip != *,fallback,* ]] && [ -x "$bld/bin/test_sla_cuda" ]; then
+    # The mma.sync flash kernels that non-Hopper builds use, forced on this GPU.
+    run_step "test_sla_cuda with the mma.sync kernels (SLA_FLASH_WG=0)" "$out/ctest_gpu.log" \
+        env SLA_FLASH_WG=0 "$bld/bin/test_sla_cuda"
 fi
 if [[ $skip != *,sanitizer,* ]] && [ -x "$bld/bin/test_sla_cuda" ]; then
     san="$out/sanitizer.log"

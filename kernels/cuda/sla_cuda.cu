@@ -1,6 +1,6 @@
 /* kernels/cuda/sla_cuda.cu — the CUDA attention backend's launchers (sla_cuda.h): SLA forward and
- * backward and dense attention, composed from the kernels of sla_select.cu, sla_linear.cu and
- * sla_flash.cu.
+ * backward and dense attention, composed from the kernels of sla_select.cu, sla_linear*.cu and
+ * the flash kernels (sla_flash_wg*.cu on an sm_90a build and a 9.0 device, else sla_flash.cu).
  *
  * sla_forward_cuda overwrites o and fills saved (lut unless given, neg, lse, os, ol); the
  * backward overwrites dq, dk, dv, dproj_w, dproj_b. Nothing synchronises the host: the whole
