@@ -15,7 +15,8 @@
  *                get -inf (zero-filled tiles), query rows past Nq are computed on zeros and not
  *                stored. Deterministic: a fixed order of operations, no atomics.
  * Only the sm_90a build has the instructions; flash_wg_available() says whether this process can
- * use the kernel (built for sm_90a, running on a 9.0 device, SLA_FLASH_WG not 0). */
+ * use the wgmma kernels (built for sm_90a, running on a 9.0 device, SLA_FLASH_WG not 0). Also here,
+ * shared with sla_flash_wg_bwd.cu: wg_tile_map, the TMA tensor map of a [BH, N, D] bf16 tensor. */
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <stdlib.h>
