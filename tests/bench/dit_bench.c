@@ -2,7 +2,7 @@
  * the GPU, dense attention against SLA in the same run (label bench; exit 77 without a GPU).
  *
  * dit-bench [--model wan2.1-1.3b] [--frames 21 --height 60 --width 104] [--batch 1] [--topk 0.05]
- *           [--reps 3] [--no-recompute]
+ *           [--reps 3] [--no-recompute] [--only dense|sla]
  * Prints per configuration: median step time over reps (after one warm-up step), the share of
  * it spent in attention (the attention ops one layer runs in a step, timed alone on the same
  * shapes, x layers: the self-attention forward and backward, once each also under recompute,
@@ -154,6 +154,7 @@ static result_t bench(const model_config_t *c, int B, int F, int H, int W, int r
 int main(int argc, char **argv) {
     const char *preset = "wan2.1-1.3b";
     int F = 21, H = 60, W = 104, B = 1, reps = 3, recompute = 1;
+    const char *only = NULL; /* one configuration alone (e.g. under a profiler), no comparison table */
     double topk = 0.05;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -165,6 +166,7 @@ int main(int argc, char **argv) {
         else if (v && !strcmp(a, "--batch")) B = atoi(v), i++;
         else if (v && !strcmp(a, "--reps")) reps = atoi(v), i++;
         else if (v && !strcmp(a, "--topk")) topk = atof(v), i++;
+        else if (v && !strcmp(a, "--only") && (!strcmp(v, "dense") || !strcmp(v, "sla"))) only = v, i++;
         else {
             fprintf(stderr, "dit-bench: unknown or incomplete argument '%s'\n", a);
             return 2;
@@ -185,6 +187,12 @@ int main(int argc, char **argv) {
     dense.attention = ATTENTION_DENSE;
     printf("dit-bench: %s, latents [%d,16,%d,%d,%d], recompute %d, %d reps (median)\n", preset, B, F, H, W, recompute,
            reps);
+    if (only) {
+        result_t r = bench(!strcmp(only, "sla") ? &c : &dense, B, F, H, W, recompute, reps);
+        printf("%s: step %.1f ms, attention %.0f ms, peak %.1f GB, MFU %.1f%%\n", only, r.step_ms, r.attn_ms,
+               r.peak_gb, 100 * r.mfu);
+        return 0;
+    }
     result_t rd = bench(&dense, B, F, H, W, recompute, reps);
     result_t rs = bench(&c, B, F, H, W, recompute, reps);
     printf("| attention | step ms | speed-up | attention share | peak GB | MFU |\n");
