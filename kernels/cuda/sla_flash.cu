@@ -258,19 +258,7 @@ __global__ void __launch_bounds__(BQ * 2) flash_dq_kernel(FlashParams p) {
     }
     cp_async_wait<0>();
 
-    e0 = quad_sum(e0), e1 = quad_sum(e1);
-    if (p.Ds_exact && t == 0) {
-        if (row0 < p.Nq) p.Ds_exact[(long)bh * p.Nq + row0] = e0;
-        if (row1 < p.Nq) p.Ds_exact[(long)bh * p.Nq + row1] = e1;
-    }
-    const float c0 = D0 - e0, c1 = D1 - e1;
-#pragma unroll
-    for (int j = 0; j < NTD; j++) {
-        acc[0][j][0] += c0 * accy[0][j][0], acc[0][j][1] += c0 * accy[0][j][1];
-        acc[0][j][2] += c1 * accy[0][j][2], acc[0][j][3] += c1 * accy[0][j][3];
-    }
-    const float scale = rsqrtf((float)D);
-    frag_store_global_add<NTD>(acc[0], scale, p.dq + (long)bh * p.Nq * D, D, q0 + w * 16, p.Nq, p.add, lane);
+    dq_epilogue<D>(acc[0], accy[0], e0, e1, D0, D1, p, bh, q0 + w * 16, lane);
 }
 
 /* 4 warps, 16 keys each; query sub-tiles of 64 rows. */

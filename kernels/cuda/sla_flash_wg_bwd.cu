@@ -14,7 +14,9 @@
  *                 query tile the warpgroup issues S^T and dP^T as two groups; once S^T is done
  *                 (which also retires the previous tile's dV and dK and frees its stage) it forms
  *                 P^T and issues dV += P^T dO, then, once dP^T is done, dS^T and dK += dS^T Q, so
- *                 the tensor cores always have queued work. Query rows past Nq get P = 0 and dS = 0; keys past Nk are computed on zeros and not stored. */
+ *                 the tensor cores always have queued work. Query rows past Nq get P = 0 and dS = 0; keys past Nk are computed on zeros and not stored.
+ * Both kernels run the same copy pipeline (BwdPipe: two resident tiles, WBST stages of two streamed
+ * ones), and wg_dq_kernel ends with sla_internal.cuh's dq_epilogue, as flash_dq_kernel does. */
 #include <cuda.h>
 #include <stdlib.h>
 
@@ -25,12 +27,80 @@ namespace {
 
 constexpr int WBST = 2; /* stages of the streamed tiles: two CTAs of ~97 KB share an SM */
 
-template <int D> struct WgBwdSmem {
-    static constexpr int tile = 64 * D * 2;          /* bytes of one 64-row bf16 tile */
-    static constexpr int stage = 2 * tile;           /* Q, dO */
-    static constexpr int stages = 2 * tile;          /* K, V first */
-    static constexpr int bars = stages + WBST * stage; /* kv, full[WBST], empty[WBST] */
-    static constexpr int total = bars + 8 * (2 * WBST + 1) + 1024;
+/* The bulk-copy pipeline of both kernels. Dynamic shared memory, from a 1024-byte aligned base: two
+ * resident 64-row sw128 tiles copied once (dQ: Q, dO; dK/dV: K, V), WBST stages of two streamed
+ * 64-row tiles (dQ: K, V of its key tiles; dK/dV: Q, dO of its query tiles), then the mbarriers
+ * once, full[WBST], empty[WBST]. Tile i of the sequence goes to stage i % WBST, whose barriers are
+ * then in phase i / WBST. Thread 0 issues every copy (zeros past the ends); the four warps release
+ * a stage (lane 0 arrives on its empty barrier) once past the products that read it. */
+template <int D> struct BwdPipe {
+    static constexpr int tile = 64 * D * 2; /* bytes of one 64-row bf16 tile */
+    static constexpr int stage_bytes = 2 * tile;
+    static constexpr int bars = 2 * tile + WBST * stage_bytes;
+    static constexpr int smem = bars + 8 * (2 * WBST + 1) + 1024; /* dynamic bytes, with the alignment slack */
+
+    uint32_t base;              /* shared address of the first resident tile */
+    const CUtensorMap *ma, *mb; /* the streamed tiles' maps */
+    int bh;
+
+    __device__ __forceinline__ BwdPipe(unsigned char *smem_raw, const CUtensorMap &a, const CUtensorMap &b, int bh_)
+        : base((smem_u32(smem_raw) + 1023u) & ~1023u), ma(&a), mb(&b), bh(bh_) {}
+    __device__ __forceinline__ uint32_t resident(int k) const { return base + k * tile; }
+    __device__ __forceinline__ uint32_t stage(int st) const { return base + 2 * tile + st * stage_bytes; }
+    __device__ __forceinline__ uint32_t once() const { return base + bars; }
+    __device__ __forceinline__ uint32_t full(int st) const { return base + bars + 8 * (1 + st); }
+    __device__ __forceinline__ uint32_t empty(int st) const { return base + bars + 8 * (1 + WBST + st); }
+
+    /* The barriers, seen by every thread on return. */
+    __device__ __forceinline__ void init(int tid) const {
+        if (tid == 0) {
+            mbar_init(once(), 1);
+            for (int st = 0; st < WBST; st++) mbar_init(full(st), 1), mbar_init(empty(st), 4);
+            wg_proxy_fence();
+        }
+        __syncthreads();
+    }
+    /* Thread 0 only: the streamed tile i into stage i % WBST (rows seq.tile(i) * 64 of ma and mb). */
+    __device__ __forceinline__ void issue(int i, const TileSeq &seq) const {
+        const int st = i % WBST, row = seq.tile(i) * 64;
+        const uint32_t dst = stage(st);
+        mbar_expect_tx(full(st), 2 * tile);
+        for (int sl = 0; sl < D / 64; sl++) {
+            tma_load_3d(dst + sl * 64 * 128, ma, sl * 64, row, bh, full(st));
+            tma_load_3d(dst + tile + sl * 64 * 128, mb, sl * 64, row, bh, full(st));
+        }
+    }
+    /* Thread 0: the resident tiles (rows row .. row + 63 of r0 and r1), then the first WBST of the n
+     * streamed tiles. */
+    __device__ __forceinline__ void start(int tid, const CUtensorMap &r0, const CUtensorMap &r1, int row,
+                                          const TileSeq &seq, int n) const {
+        if (tid == 0) {
+            mbar_expect_tx(once(), 2 * tile);
+            for (int sl = 0; sl < D / 64; sl++) {
+                tma_load_3d(resident(0) + sl * 64 * 128, &r0, sl * 64, row, bh, once());
+                tma_load_3d(resident(1) + sl * 64 * 128, &r1, sl * 64, row, bh, once());
+            }
+            for (int i = 0; i < WBST && i < n; i++) issue(i, seq);
+        }
+    }
+    __device__ __forceinline__ void wait_resident() const { mbar_wait(once(), 0); }
+    /* Waits for streamed tile it; returns its stage's address (the second tile at + tile). */
+    __device__ __forceinline__ uint32_t wait(int it) const {
+        const int st = it % WBST;
+        mbar_wait(full(st), (it / WBST) & 1);
+        return stage(st);
+    }
+    /* Called by every thread once past the products that read tile it - 1: its stage takes tile
+     * it - 1 + WBST when every warp has released it. */
+    __device__ __forceinline__ void release(int it, const TileSeq &seq, int n, int tid, int lane) const {
+        if (it == 0) return;
+        const int st = (it - 1) % WBST;
+        if (lane == 0) mbar_arrive(empty(st));
+        if (tid == 0 && it - 1 + WBST < n) {
+            mbar_wait(empty(st), ((it - 1) / WBST) & 1);
+            issue(it - 1 + WBST, seq);
+        }
+    }
 };
 
 template <int D>
@@ -38,13 +108,8 @@ __global__ void __launch_bounds__(128, 2)
     wg_dkdv_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                    const __grid_constant__ CUtensorMap tv, const __grid_constant__ CUtensorMap tdo, FlashParams p) {
 #ifdef SLA_WGMMA_DEVICE
-    using S = WgBwdSmem<D>;
-    constexpr int ND = D / 8, T = S::tile;
+    constexpr int ND = D / 8, T = BwdPipe<D>::tile;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
-    const uint32_t sK = (smem_u32(smem_raw) + 1023u) & ~1023u, sV = sK + T, sSt = sK + S::stages, sBar = sK + S::bars;
-    const uint32_t kvbar = sBar;
-    auto full = [&](int st) { return sBar + 8 * (1 + st); };
-    auto empty = [&](int st) { return sBar + 8 * (1 + WBST + st); };
     const int tid = threadIdx.x, w = (tid >> 5) & 3, lane = tid & 31, t = lane & 3;
     const int bh = blockIdx.y;
     /* with an order, CTA x takes the x-th longest key block's tiles */
@@ -58,30 +123,11 @@ __global__ void __launch_bounds__(128, 2)
     }
     const int n = seq.size();
 
-    if (tid == 0) {
-        mbar_init(kvbar, 1);
-        for (int st = 0; st < WBST; st++) mbar_init(full(st), 1), mbar_init(empty(st), 4);
-        wg_proxy_fence();
-    }
-    __syncthreads();
-    /* Thread 0 issues every copy: K and V once, query tile i into stage i % WBST. */
-    auto issue = [&](int i) {
-        const int st = i % WBST, row = seq.tile(i) * 64;
-        const uint32_t base = sSt + st * S::stage;
-        mbar_expect_tx(full(st), 2 * T);
-        for (int sl = 0; sl < D / 64; sl++) {
-            tma_load_3d(base + sl * 64 * 128, &tq, sl * 64, row, bh, full(st));
-            tma_load_3d(base + T + sl * 64 * 128, &tdo, sl * 64, row, bh, full(st));
-        }
-    };
-    if (tid == 0) {
-        mbar_expect_tx(kvbar, 2 * T);
-        for (int sl = 0; sl < D / 64; sl++) {
-            tma_load_3d(sK + sl * 64 * 128, &tk, sl * 64, k0, bh, kvbar);
-            tma_load_3d(sV + sl * 64 * 128, &tv, sl * 64, k0, bh, kvbar);
-        }
-        for (int i = 0; i < WBST && i < n; i++) issue(i);
-    }
+    /* K and V resident, the query tiles' Q and dO streamed */
+    const BwdPipe<D> pipe(smem_raw, tq, tdo, bh);
+    const uint32_t sK = pipe.resident(0), sV = pipe.resident(1);
+    pipe.init(tid);
+    pipe.start(tid, tk, tv, k0, seq, n);
 
     const float sl2 = SLA_LOG2E * rsqrtf((float)D);
     float dk[ND][4], dv[ND][4], s[8][4], dp[8][4];
@@ -91,17 +137,7 @@ __global__ void __launch_bounds__(128, 2)
 #pragma unroll
         for (int e = 0; e < 4; e++) dk[j][e] = dv[j][e] = 0.f;
     const uint64_t dK = wg_desc(sK, 16, 1024), dV = wg_desc(sV, 16, 1024);
-    /* Once every warp is past the products that read tile it - 1, its stage takes tile it - 1 + WBST. */
-    auto refill = [&](int it) {
-        if (it == 0) return;
-        const int st = (it - 1) % WBST;
-        if (lane == 0) mbar_arrive(empty(st));
-        if (tid == 0 && it - 1 + WBST < n) {
-            mbar_wait(empty(st), ((it - 1) / WBST) & 1);
-            issue(it - 1 + WBST);
-        }
-    };
-    mbar_wait(kvbar, 0);
+    pipe.wait_resident();
 
     /* Per query tile, lse and Ds staged in shared memory one tile ahead by cp.async (one value per
      * thread, zeros past Nq: those columns are masked to P = 0, so dS = 0 too). */
@@ -119,10 +155,8 @@ __global__ void __launch_bounds__(128, 2)
     __syncthreads();
 
     for (int it = 0; it < n; it++) {
-        const int st = it % WBST;
-        const uint32_t base = sSt + st * S::stage;
         const float *Lt = sLD[it & 1], *Dt = Lt + 64;
-        mbar_wait(full(st), (it / WBST) & 1);
+        const uint32_t base = pipe.wait(it);
         wg_fence();
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
@@ -143,7 +177,7 @@ __global__ void __launch_bounds__(128, 2)
         wg_pin(dv);
         wg_pin(pa);
         wg_pin(pd);
-        refill(it);
+        pipe.release(it, seq, n, tid, lane);
         const int q0 = seq.tile(it) * 64;
         if (q0 + 64 > p.Nq) {
 #pragma unroll
@@ -216,64 +250,23 @@ __global__ void __launch_bounds__(128, 2)
  * acc += (P dP - P Ds) K and Y += P K; at the end dq (+)= scale (acc + (Ds - E) Y), which equals
  * scale sum dS K with dS = P (dP - E), the Ds consistent with the P and dP used, and E is written
  * to Ds_exact for the dK/dV kernel. Keys past Nk get P = 0. */
-template <int D> struct WgDqSmem {
-    static constexpr int BQ = 64;
-    static constexpr int q = BQ * D * 2;     /* bytes of the Q (and of the dO) tile */
-    static constexpr int tile = 64 * D * 2;  /* bytes of one K or V tile */
-    static constexpr int bars = 2 * q + WBST * 2 * tile;
-    static constexpr int total = bars + 8 * (2 * WBST + 1) + 1024;
-};
-
 template <int D>
 __global__ void __launch_bounds__(128, 2)
     wg_dq_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                  const __grid_constant__ CUtensorMap tv, const __grid_constant__ CUtensorMap tdo, FlashParams p) {
 #ifdef SLA_WGMMA_DEVICE
-    using S = WgDqSmem<D>;
-    constexpr int BQ = S::BQ, ND = D / 8, T = S::tile;
+    constexpr int BQ = 64, ND = D / 8, T = BwdPipe<D>::tile;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
-    const uint32_t sQ = (smem_u32(smem_raw) + 1023u) & ~1023u, sO = sQ + S::q, sKV = sO + S::q, sBar = sQ + S::bars;
-    auto full = [&](int st) { return sBar + 8 * st; };
-    auto empty = [&](int st) { return sBar + 8 * (WBST + st); };
-    const uint32_t qbar = sBar + 16 * WBST;
     const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, t = lane & 3;
     const int bh = blockIdx.y, q0 = blockIdx.x * BQ;
     const TileSeq seq = key_seq(p, bh, blockIdx.x); /* CTA x: part x % qsub of lut query block x / qsub */
     const int n = seq.size();
 
-    if (tid == 0) {
-        for (int st = 0; st < WBST; st++) mbar_init(full(st), 1), mbar_init(empty(st), 4);
-        mbar_init(qbar, 1);
-        wg_proxy_fence();
-    }
-    __syncthreads();
-    /* Thread 0 issues every copy: Q and dO once, key tile i into stage i % WBST. */
-    auto issue = [&](int i) {
-        const int st = i % WBST, row = seq.tile(i) * 64;
-        mbar_expect_tx(full(st), 2 * T);
-        for (int sl = 0; sl < D / 64; sl++) {
-            tma_load_3d(sKV + st * 2 * T + sl * 64 * 128, &tk, sl * 64, row, bh, full(st));
-            tma_load_3d(sKV + st * 2 * T + T + sl * 64 * 128, &tv, sl * 64, row, bh, full(st));
-        }
-    };
-    if (tid == 0) {
-        mbar_expect_tx(qbar, 2 * S::q);
-        for (int sl = 0; sl < D / 64; sl++) {
-            tma_load_3d(sQ + sl * BQ * 128, &tq, sl * 64, q0, bh, qbar);
-            tma_load_3d(sO + sl * BQ * 128, &tdo, sl * 64, q0, bh, qbar);
-        }
-        for (int i = 0; i < WBST && i < n; i++) issue(i);
-    }
-    /* Once every warp is past the products that read tile it - 1, its stage takes tile it - 1 + WBST. */
-    auto refill = [&](int it) {
-        if (it == 0) return;
-        const int st = (it - 1) % WBST;
-        if (lane == 0) mbar_arrive(empty(st));
-        if (tid == 0 && it - 1 + WBST < n) {
-            mbar_wait(empty(st), ((it - 1) / WBST) & 1);
-            issue(it - 1 + WBST);
-        }
-    };
+    /* Q and dO resident, the key tiles' K and V streamed */
+    const BwdPipe<D> pipe(smem_raw, tk, tv, bh);
+    const uint32_t sQ = pipe.resident(0), sO = pipe.resident(1);
+    pipe.init(tid);
+    pipe.start(tid, tq, tdo, q0, seq, n);
 
     const float sl2 = SLA_LOG2E * rsqrtf((float)D);
     const int row0 = q0 + w * 16 + (lane >> 2), row1 = row0 + 8;
@@ -288,12 +281,10 @@ __global__ void __launch_bounds__(128, 2)
         for (int e = 0; e < 4; e++) acc[j][e] = accy[j][e] = 0.f;
     float e0 = 0.f, e1 = 0.f;
     const uint64_t dQ = wg_desc(sQ, 16, 1024), dO = wg_desc(sO, 16, 1024);
-    mbar_wait(qbar, 0);
+    pipe.wait_resident();
 
     for (int it = 0; it < n; it++) {
-        const int st = it % WBST;
-        const uint32_t sK = sKV + st * 2 * T, sV = sK + T;
-        mbar_wait(full(st), (it / WBST) & 1);
+        const uint32_t sK = pipe.wait(it), sV = sK + T;
         wg_fence();
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++)
@@ -311,7 +302,7 @@ __global__ void __launch_bounds__(128, 2)
         wg_pin(accy);
         wg_pin(ap);
         wg_pin(ad);
-        refill(it);
+        pipe.release(it, seq, n, tid, lane);
         const long k0 = (long)seq.tile(it) * 64;
 #pragma unroll
         for (int j = 0; j < 8; j++) {
@@ -352,25 +343,13 @@ __global__ void __launch_bounds__(128, 2)
     wg_pin(acc);
     wg_pin(accy);
 
-    e0 = quad_sum(e0), e1 = quad_sum(e1);
-    if (p.Ds_exact && t == 0) {
-        if (row0 < p.Nq) p.Ds_exact[(long)bh * p.Nq + row0] = e0;
-        if (row1 < p.Nq) p.Ds_exact[(long)bh * p.Nq + row1] = e1;
-    }
-    const float c0 = D0 - e0, c1 = D1 - e1;
-#pragma unroll
-    for (int j = 0; j < ND; j++) {
-        acc[j][0] += c0 * accy[j][0], acc[j][1] += c0 * accy[j][1];
-        acc[j][2] += c1 * accy[j][2], acc[j][3] += c1 * accy[j][3];
-    }
-    frag_store_global_add<ND>(acc, rsqrtf((float)D), p.dq + (long)bh * p.Nq * D, D, q0 + w * 16, p.Nq,
-                              p.add, lane);
+    dq_epilogue<D>(acc, accy, e0, e1, D0, D1, p, bh, q0 + w * 16, lane);
 #endif
 }
 
 /* qsub CTAs of 64 rows per lut query block of bq rows. */
 template <int D> void launch_wg_dq(const FlashParams &p0, int BH, int qsub) {
-    constexpr int smem = WgDqSmem<D>::total;
+    constexpr int smem = BwdPipe<D>::smem;
     static bool init = false;
     if (!init) sla_smem_limit(wg_dq_kernel<D>, smem), init = true;
     if (p0.Nq == 0) return;
@@ -396,7 +375,7 @@ __global__ void kv_split_sum_kernel(const float *part, int qsplit, long n, bf16 
 }
 
 template <int D> void launch_wg_dkdv(const FlashParams &p, int BH) {
-    constexpr int smem = WgBwdSmem<D>::total;
+    constexpr int smem = BwdPipe<D>::smem;
     static bool init = false;
     if (!init) sla_smem_limit(wg_dkdv_kernel<D>, smem), init = true;
     if (p.Nk == 0) return;

@@ -1,6 +1,7 @@
 /* kernels/cuda/sla_internal.cuh — declarations shared by the CUDA attention files (sla_flash.cu,
- * sla_flash_wg.cu, sla_select.cu, sla_linear.cu, sla_cuda.cu): kernel parameter blocks, launchers
- * and the tile sequences the flash kernels walk.
+ * sla_flash_wg.cu, sla_flash_wg_bwd.cu, sla_select.cu, sla_linear.cu, sla_cuda.cu): kernel parameter
+ * blocks, launchers, the tile sequences the flash kernels walk and the common end of the two dq
+ * kernels (dq_epilogue).
  * All launchers enqueue on cuda_stream() and never synchronise, so the operator is graph-capturable.
  * Tensors are [BH, N, D] row-major per (batch, head) = bh; D is 64 or 128. */
 #ifndef SLA_INTERNAL_CUH
@@ -69,6 +70,29 @@ __device__ __forceinline__ TileSeq query_seq(const FlashParams &p, int bh, int k
         s.list = nullptr, s.len = 0, s.per = 1, s.base = 0, s.count = (p.Nq + FLASH_KT - 1) / FLASH_KT;
     }
     return s;
+}
+
+/* The end of both dq kernels (sla_flash.cu's flash_dq_kernel, sla_flash_wg_bwd.cu's wg_dq_kernel),
+ * per warp of 16 query rows rbase + lane / 4 and + 8: acc = sum (P dP - P Ds) K and accy = Y = sum P K
+ * in the m16n8k16 accumulator layout over D / 8 column blocks (which is also wgmma's per warp), e0,
+ * e1 this thread's parts of the rows' E = sum_c P dP, D0, D1 their Ds. Writes E to Ds_exact (when
+ * given) and dq (+)= scale (acc + (Ds - E) Y); acc is overwritten. */
+template <int D>
+__device__ __forceinline__ void dq_epilogue(float (&acc)[D / 8][4], const float (&accy)[D / 8][4], float e0, float e1,
+                                            float D0, float D1, const FlashParams &p, int bh, int rbase, int lane) {
+    const int row0 = rbase + (lane >> 2), row1 = row0 + 8;
+    e0 = quad_sum(e0), e1 = quad_sum(e1);
+    if (p.Ds_exact && (lane & 3) == 0) {
+        if (row0 < p.Nq) p.Ds_exact[(long)bh * p.Nq + row0] = e0;
+        if (row1 < p.Nq) p.Ds_exact[(long)bh * p.Nq + row1] = e1;
+    }
+    const float c0 = D0 - e0, c1 = D1 - e1;
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) {
+        acc[j][0] += c0 * accy[j][0], acc[j][1] += c0 * accy[j][1];
+        acc[j][2] += c1 * accy[j][2], acc[j][3] += c1 * accy[j][3];
+    }
+    frag_store_global_add<D / 8>(acc, rsqrtf((float)D), p.dq + (long)bh * p.Nq * D, D, rbase, p.Nq, p.add, lane);
 }
 
 /* o, lse (and os) for query blocks of bq rows (64 or 128). */
