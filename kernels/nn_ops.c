@@ -112,8 +112,8 @@ void linear_forward(const tensor_t *x, const tensor_t *w, const tensor_t *b, ten
     DISPATCH(x->device, linear_forward_cpu(x, w, b, y), linear_forward_cuda(x, w, b, y));
 }
 
-void linear_backward(const tensor_t *x, const tensor_t *w, const tensor_t *dy, tensor_t *dx, tensor_t *dw,
-                     tensor_t *db) {
+void linear_backward(const tensor_t *x, const tensor_t *w, const tensor_t *dy, tensor_t *dx, int dx_accumulate,
+                     tensor_t *dw, tensor_t *db) {
     const char *op = "linear_backward";
     CHECK(dw != NULL, "%s: dw is required", op);
     linear_check(op, x, w, NULL, dy, "dy");
@@ -125,9 +125,49 @@ void linear_backward(const tensor_t *x, const tensor_t *w, const tensor_t *dy, t
     if (x->device == DEVICE_CUDA) {
         expect_same_dtype(op, "w", w, x, "x");
         expect_same_dtype(op, "dy", dy, x, "x");
-        if (dx) expect_same_dtype(op, "dx", dx, x, "x");
+        CHECK(!dx || dx->dtype == x->dtype || dx->dtype == DTYPE_F32, "%s: dx is %s, expected %s (like x) or float32",
+              op, dtype_name(dx->dtype), dtype_name(x->dtype));
     }
-    DISPATCH(x->device, linear_backward_cpu(x, w, dy, dx, dw, db), linear_backward_cuda(x, w, dy, dx, dw, db));
+    CHECK(!dx || !dx_accumulate || (dx->data != dy->data && dx->data != x->data),
+          "%s: dx accumulates, so it may not alias x or dy", op);
+    DISPATCH(x->device, linear_backward_cpu(x, w, dy, dx, dx_accumulate, dw, db),
+             linear_backward_cuda(x, w, dy, dx, dx_accumulate, dw, db));
+}
+
+void linear_gelu_forward(const tensor_t *x, const tensor_t *w, const tensor_t *b, tensor_t *pre, tensor_t *y) {
+    const char *op = "linear_gelu_forward";
+    linear_check(op, x, w, b, y, "y");
+    expect_same(op, "pre", pre, y);
+    check_args(op, x->device, 5, (const tensor_t *[]){x, w, b, pre, y}, (const char *[]){"x", "w", "b", "pre", "y"},
+               "aaaaa");
+    if (x->device == DEVICE_CUDA) {
+        expect_same_dtype(op, "w", w, x, "x");
+        expect_same_dtype(op, "y", y, x, "x");
+        expect_same_dtype(op, "pre", pre, x, "x");
+        if (b) expect_same_dtype(op, "b", b, x, "x");
+    }
+    DISPATCH(x->device, linear_gelu_forward_cpu(x, w, b, pre, y), linear_gelu_forward_cuda(x, w, b, pre, y));
+}
+
+void linear_backward_gelu_input(const tensor_t *x, const tensor_t *pre, const tensor_t *w, const tensor_t *dy,
+                                tensor_t *dpre, tensor_t *dw, tensor_t *db) {
+    const char *op = "linear_backward_gelu_input";
+    CHECK(dw != NULL && dpre != NULL, "%s: dpre and dw are required", op);
+    linear_check(op, x, w, NULL, dy, "dy");
+    expect_same(op, "pre", pre, x);
+    expect_same(op, "dpre", dpre, x);
+    expect_same(op, "dw", dw, w);
+    if (db) expect_shape(op, "db", db, 1, (int64_t[]){w->shape[0]});
+    check_args(op, x->device, 7, (const tensor_t *[]){x, pre, w, dy, dpre, dw, db},
+               (const char *[]){"x", "pre", "w", "dy", "dpre", "dw", "db"}, "aaaaaff");
+    if (x->device == DEVICE_CUDA) {
+        expect_same_dtype(op, "w", w, x, "x");
+        expect_same_dtype(op, "dy", dy, x, "x");
+        expect_same_dtype(op, "pre", pre, x, "x");
+        expect_same_dtype(op, "dpre", dpre, x, "x");
+    }
+    DISPATCH(x->device, linear_backward_gelu_input_cpu(x, pre, w, dy, dpre, dw, db),
+             linear_backward_gelu_input_cuda(x, pre, w, dy, dpre, dw, db));
 }
 
 /* ---- norms ------------------------------------------------------------------------------------- */
@@ -156,7 +196,7 @@ void layernorm_forward(const tensor_t *x, const tensor_t *weight, const tensor_t
 }
 
 void layernorm_backward(const tensor_t *x, const tensor_t *weight, const tensor_t *mean, const tensor_t *rstd,
-                        const tensor_t *dy, tensor_t *dx, tensor_t *dweight, tensor_t *dbias) {
+                        const tensor_t *dy, tensor_t *dx, int accumulate, tensor_t *dweight, tensor_t *dbias) {
     const char *op = "layernorm_backward";
     norm_check(op, x, dy, "dy", weight, NULL, mean, "mean", rstd, "rstd");
     expect_same(op, "dx", dx, x);
@@ -166,8 +206,10 @@ void layernorm_backward(const tensor_t *x, const tensor_t *weight, const tensor_
     if (dbias) expect_shape(op, "dbias", dbias, 1, (int64_t[]){C});
     check_args(op, x->device, 8, (const tensor_t *[]){x, weight, mean, rstd, dy, dx, dweight, dbias},
                (const char *[]){"x", "weight", "mean", "rstd", "dy", "dx", "dweight", "dbias"}, "aaffaaff");
-    DISPATCH(x->device, layernorm_backward_cpu(x, weight, mean, rstd, dy, dx, dweight, dbias),
-             layernorm_backward_cuda(x, weight, mean, rstd, dy, dx, dweight, dbias));
+    CHECK(!accumulate || (dx->data != dy->data && dx->data != x->data), "%s: dx accumulates, so it may not alias dy or x",
+          op);
+    DISPATCH(x->device, layernorm_backward_cpu(x, weight, mean, rstd, dy, dx, accumulate, dweight, dbias),
+             layernorm_backward_cuda(x, weight, mean, rstd, dy, dx, accumulate, dweight, dbias));
 }
 
 void rmsnorm_forward(const tensor_t *x, const tensor_t *weight, float eps, tensor_t *y, tensor_t *rstd) {
@@ -226,12 +268,16 @@ void modulate_backward(const tensor_t *x, const tensor_t *scale, const tensor_t 
              modulate_backward_cuda(x, scale, dy, dx, dscale, dshift));
 }
 
-void gated_residual_forward(tensor_t *x, const tensor_t *gate, const tensor_t *y) {
+void gated_residual_forward(const tensor_t *x, const tensor_t *gate, const tensor_t *y, tensor_t *out) {
     const char *op = "gated_residual_forward";
     blc_check(op, "x", x, "gate", gate);
     expect_same(op, "y", y, x);
-    check_args(op, x->device, 3, (const tensor_t *[]){x, gate, y}, (const char *[]){"x", "gate", "y"}, "afa");
-    DISPATCH(x->device, gated_residual_forward_cpu(x, gate, y), gated_residual_forward_cuda(x, gate, y));
+    expect_same(op, "out", out, x);
+    check_args(op, x->device, 4, (const tensor_t *[]){x, gate, y, out}, (const char *[]){"x", "gate", "y", "out"},
+               "afaa");
+    expect_same_dtype(op, "out", out, x, "x");
+    CHECK(out->data != y->data, "%s: out may alias x, not y", op);
+    DISPATCH(x->device, gated_residual_forward_cpu(x, gate, y, out), gated_residual_forward_cuda(x, gate, y, out));
 }
 
 void gated_residual_backward(const tensor_t *y, const tensor_t *gate, const tensor_t *dx, tensor_t *dy,

@@ -31,10 +31,19 @@ extern "C" {
  * CUDA: x, w, b, y share one dtype (bf16 through cuBLASLt with fp32 compute, or fp32 with fp32
  * compute and no TF32, as Wan runs its time-embedding MLP). */
 void linear_forward(const tensor_t *x, const tensor_t *w, const tensor_t *b, tensor_t *y);
-/* dy [..., N]; dx [..., K] (=, NULL when not needed; dtype of x), dw f32 [N, K] (+=),
- * db f32 [N] (+=, NULL when there is no bias). */
-void linear_backward(const tensor_t *x, const tensor_t *w, const tensor_t *dy, tensor_t *dx, tensor_t *dw,
-                     tensor_t *db);
+/* dy [..., N]; dx [..., K] (NULL when not needed; the dtype of x, or f32 on CUDA) is
+ * overwritten (=), or accumulated into (+=) when dx_accumulate is nonzero (e.g. the sum of the
+ * q, k and v input gradients); dw f32 [N, K] (+=), db f32 [N] (+=, NULL when there is no bias). */
+void linear_backward(const tensor_t *x, const tensor_t *w, const tensor_t *dy, tensor_t *dx, int dx_accumulate,
+                     tensor_t *dw, tensor_t *db);
+/* The feed-forward pair fused (CUDA: GELU in cuBLASLt's epilogue, so the wide hidden tensor is
+ * not read again): pre = x w^T + b (=, kept for the backward) and y = gelu(pre) (=), gelu as
+ * gelu_forward. Shapes and dtypes as linear_forward, pre like y. */
+void linear_gelu_forward(const tensor_t *x, const tensor_t *w, const tensor_t *b, tensor_t *pre, tensor_t *y);
+/* linear_backward of a layer whose input is x = gelu(pre): instead of dx it writes the gradient at
+ * the GELU's input, dpre = (dy w) * gelu'(pre) (=, like x); dw and db as linear_backward. */
+void linear_backward_gelu_input(const tensor_t *x, const tensor_t *pre, const tensor_t *w, const tensor_t *dy,
+                                tensor_t *dpre, tensor_t *dw, tensor_t *db);
 
 /* ---- LayerNorm over the last dim C ----------------------------------------------------------
  * y = (x - mean) * rstd * weight + bias, rstd = 1 / sqrt(var + eps) (biased variance).
@@ -42,10 +51,11 @@ void linear_backward(const tensor_t *x, const tensor_t *w, const tensor_t *dy, t
  * elements (any shape), overwritten and kept for the backward. */
 void layernorm_forward(const tensor_t *x, const tensor_t *weight, const tensor_t *bias, float eps, tensor_t *y,
                        tensor_t *mean, tensor_t *rstd);
-/* dx (=); dweight = sum dy xhat and dbias = sum dy, f32 [C] (+=), each NULL when its parameter is
- * absent or not trained (dweight must be NULL without weight). */
+/* dx (=, or += when accumulate is nonzero: the residual stream's gradient, which the norm's
+ * input feeds besides the norm); dweight = sum dy xhat and dbias = sum dy, f32 [C] (+=), each
+ * NULL when its parameter is absent or not trained (dweight must be NULL without weight). */
 void layernorm_backward(const tensor_t *x, const tensor_t *weight, const tensor_t *mean, const tensor_t *rstd,
-                        const tensor_t *dy, tensor_t *dx, tensor_t *dweight, tensor_t *dbias);
+                        const tensor_t *dy, tensor_t *dx, int accumulate, tensor_t *dweight, tensor_t *dbias);
 
 /* ---- RMSNorm over the last dim C (Wan applies it to q and k over the whole dim) -------------
  * y = x * rstd * weight, rstd = 1 / sqrt(mean(x^2) + eps); weight [C]; rstd f32, M elements. */
@@ -62,8 +72,8 @@ void modulate_forward(const tensor_t *x, const tensor_t *scale, const tensor_t *
 /* dx = dy * (1 + scale) (=); dscale = sum_L dy * x, dshift = sum_L dy (=, f32 [B, C]). */
 void modulate_backward(const tensor_t *x, const tensor_t *scale, const tensor_t *dy, tensor_t *dx, tensor_t *dscale,
                        tensor_t *dshift);
-/* x += gate * y, in place on x. */
-void gated_residual_forward(tensor_t *x, const tensor_t *gate, const tensor_t *y);
+/* out = x + gate * y (out like x; it may alias x). */
+void gated_residual_forward(const tensor_t *x, const tensor_t *gate, const tensor_t *y, tensor_t *out);
 /* dx is the gradient of the updated x (it also flows on to the old x unchanged, which is the
  * caller's business); dy = dx * gate (=); dgate = sum_L dx * y (=, f32 [B, C]). */
 void gated_residual_backward(const tensor_t *y, const tensor_t *gate, const tensor_t *dx, tensor_t *dy,

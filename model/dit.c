@@ -288,7 +288,7 @@ static void lin_f32_bwd(const dit_t *m, const char *w, const char *b, const tens
                         tensor_t *dx) {
     int wi = find(m, -1, w), bi = find(m, -1, b);
     tensor_t tw = dit_param(m, wi), gw = dit_grad(m, wi), gb = dit_grad(m, bi);
-    linear_backward(x, &tw, dy, dx, &gw, &gb);
+    linear_backward(x, &tw, dy, dx, 0, &gw, &gb);
 }
 
 static void lin_work(const dit_t *m, const char *w, const char *b, const tensor_t *x, tensor_t *y) {
@@ -300,7 +300,7 @@ static void lin_work_bwd(const dit_t *m, const char *w, const char *b, const ten
                          tensor_t *dx) {
     int wi = find(m, -1, w), bi = find(m, -1, b);
     tensor_t tw = dit_param_work(m, wi), gw = dit_grad(m, wi), gb = dit_grad(m, bi);
-    linear_backward(x, &tw, dy, dx, &gw, &gb);
+    linear_backward(x, &tw, dy, dx, 0, &gw, &gb);
 }
 
 /* The patch embedding's Conv3d weight [C, 16, 1, 2, 2] as a Linear weight [C, 64]. */
@@ -391,7 +391,7 @@ void dit_backward(dit_t *m, const tensor_t *dpred) {
     lin_f32_bwd(m, "head.head.weight", "head.head.bias", &A->hm, &A->dho, &A->dhm);
     tensor_t scale = dit_chunk(&A->eh, 1), dshift = dit_chunk(&A->deh, 0), dscale = dit_chunk(&A->deh, 1);
     modulate_backward(&A->hn, &scale, &A->dhm, &A->dhn, &dscale, &dshift);
-    layernorm_backward(&A->xs[m->cfg.layers], NULL, &A->hn_mean, &A->hn_rstd, &A->dhn, &gs->g, NULL, NULL);
+    layernorm_backward(&A->xs[m->cfg.layers], NULL, &A->hn_mean, &A->hn_rstd, &A->dhn, &gs->g, 0, NULL, NULL);
     int hm = find(m, -1, "head.modulation");
     tensor_t ghmod = dit_grad(m, hm);
     modulation_grad(&A->deh, 2, &ghmod);
@@ -412,7 +412,7 @@ void dit_backward(dit_t *m, const tensor_t *dpred) {
     int pe = find(m, -1, "patch_embedding.weight"), peb = find(m, -1, "patch_embedding.bias");
     tensor_t pw = dit_param_work(m, pe), pw2 = as_matrix(&pw), gw = dit_grad(m, pe), gw2 = as_matrix(&gw);
     tensor_t gb = dit_grad(m, peb);
-    linear_backward(&A->patches, &pw2, &A->dx0_act, NULL, &gw2, &gb);
+    linear_backward(&A->patches, &pw2, &A->dx0_act, NULL, 0, &gw2, &gb);
     /* text MLP */
     tensor_convert(&A->dctx, &A->dctx_act);
     lin_work_bwd(m, "text_embedding.2.weight", "text_embedding.2.bias", &A->ctx_h2, &A->dctx_act, &A->dctx_h2);

@@ -16,9 +16,10 @@ static void lin_fwd(const dit_t *m, int wi, int bi, const tensor_t *x, tensor_t 
     linear_forward(x, &w, &b, y);
 }
 
-static void lin_bwd(const dit_t *m, int wi, int bi, const tensor_t *x, const tensor_t *dy, tensor_t *dx) {
+/* dx = (or += with dx_acc) the input gradient; the parameter gradients accumulate. */
+static void lin_bwd(const dit_t *m, int wi, int bi, const tensor_t *x, const tensor_t *dy, tensor_t *dx, int dx_acc) {
     tensor_t w = dit_param_work(m, wi), gw = dit_grad(m, wi), gb = dit_grad(m, bi);
-    linear_backward(x, &w, dy, dx, &gw, &gb);
+    linear_backward(x, &w, dy, dx, dx_acc, &gw, &gb);
 }
 
 /* [B,N,C] <-> [B,N,H,D] views for the head transposes. */
@@ -60,8 +61,7 @@ void block_forward(dit_t *m, int layer, block_acts_t *a, const tensor_t *x_in, t
     tensor_t am4 = heads_view(m, &a->am, L);
     head_transpose(&at->ao, &am4);
     lin_fwd(m, p->o_w, p->o_b, &a->am, &a->y1);
-    tensor_copy(&a->x1, x_in);
-    gated_residual_forward(&a->x1, &gate0, &a->y1);
+    gated_residual_forward(x_in, &gate0, &a->y1, &a->x1);
 
     /* cross-attention to the text (dense, no gate) */
     tensor_t n3w = dit_param(m, p->norm3_w), n3b = dit_param(m, p->norm3_b);
@@ -80,17 +80,15 @@ void block_forward(dit_t *m, int layer, block_acts_t *a, const tensor_t *x_in, t
     tensor_t cm4 = heads_view(m, &a->cm, L);
     head_transpose(&a->co, &cm4);
     lin_fwd(m, p->co_w, p->co_b, &a->cm, &a->y3);
-    tensor_copy(&a->x2, &a->x1);
-    gated_residual_forward(&a->x2, &m->acts->ones, &a->y3);
+    gated_residual_forward(&a->x1, &m->acts->ones, &a->y3, &a->x2);
 
     /* feed-forward */
     layernorm_forward(&a->x2, NULL, NULL, eps, &a->n2, &a->n2_mean, &a->n2_rstd);
     modulate_forward(&a->n2, &scale1, &shift1, &a->h2);
-    lin_fwd(m, p->ffn0_w, p->ffn0_b, &a->h2, &a->f1);
-    gelu_forward(&a->f1, &a->f2);
+    tensor_t f0w = dit_param_work(m, p->ffn0_w), f0b = dit_param_work(m, p->ffn0_b);
+    linear_gelu_forward(&a->h2, &f0w, &f0b, &a->f1, &a->f2);
     lin_fwd(m, p->ffn2_w, p->ffn2_b, &a->f2, &a->y2);
-    tensor_copy(x_out, &a->x2);
-    gated_residual_forward(x_out, &gate1, &a->y2);
+    gated_residual_forward(&a->x2, &gate1, &a->y2, x_out);
 }
 
 /* g += LayerNorm backward of dy at x (no affine unless weight/bias given). */
@@ -98,9 +96,7 @@ static void layernorm_backward_add(dit_t *m, const tensor_t *x, int wi, int bi, 
                                    const tensor_t *rstd, const tensor_t *dy) {
     grad_scratch_t *gs = &m->acts->gs;
     tensor_t w = dit_param(m, wi), gw = dit_grad(m, wi), gb = dit_grad(m, bi);
-    layernorm_backward(x, wi >= 0 ? &w : NULL, mean, rstd, dy, &gs->tmp_res, wi >= 0 ? &gw : NULL,
-                       bi >= 0 ? &gb : NULL);
-    tensor_axpy(1.0f, &gs->tmp_res, &gs->g);
+    layernorm_backward(x, wi >= 0 ? &w : NULL, mean, rstd, dy, &gs->g, 1, wi >= 0 ? &gw : NULL, bi >= 0 ? &gb : NULL);
 }
 
 void block_backward(dit_t *m, int layer, block_acts_t *a) {
@@ -114,15 +110,15 @@ void block_backward(dit_t *m, int layer, block_acts_t *a) {
 
     /* feed-forward: x3 = x2 + g1 * y2 */
     gated_residual_backward(&a->y2, &gate1, &gs->g, &gs->dact_a, &de[5]);
-    lin_bwd(m, p->ffn2_w, p->ffn2_b, &a->f2, &gs->dact_a, &gs->dff);
-    gelu_backward(&a->f1, &gs->dff, &gs->dff);
-    lin_bwd(m, p->ffn0_w, p->ffn0_b, &a->h2, &gs->dff, &gs->dact_a);
+    tensor_t f2w = dit_param_work(m, p->ffn2_w), gf2w = dit_grad(m, p->ffn2_w), gf2b = dit_grad(m, p->ffn2_b);
+    linear_backward_gelu_input(&a->f2, &a->f1, &f2w, &gs->dact_a, &gs->dff, &gf2w, &gf2b);
+    lin_bwd(m, p->ffn0_w, p->ffn0_b, &a->h2, &gs->dff, &gs->dact_a, 0);
     modulate_backward(&a->n2, &scale1, &gs->dact_a, &gs->dact_b, &de[4], &de[3]);
     layernorm_backward_add(m, &a->x2, -1, -1, &a->n2_mean, &a->n2_rstd, &gs->dact_b);
 
     /* cross-attention: x2 = x1 + y3 */
     tensor_convert(&gs->g, &gs->dact_a);
-    lin_bwd(m, p->co_w, p->co_b, &a->cm, &gs->dact_a, &gs->dact_b);
+    lin_bwd(m, p->co_w, p->co_b, &a->cm, &gs->dact_a, &gs->dact_b, 0);
     tensor_t dcm4 = heads_view(m, &gs->dact_b, L);
     head_transpose(&dcm4, &gs->dq); /* dco */
     attn_backward(&a->cqh, &a->ckh, &a->cvh, &a->co, &a->clse, &gs->dq, &gs->dcq, &gs->dck, &gs->dcv);
@@ -130,22 +126,20 @@ void block_backward(dit_t *m, int layer, block_acts_t *a) {
     head_transpose(&gs->dcq, &dcqn4);
     tensor_t cnq = dit_param(m, p->cnorm_q), gcnq = dit_grad(m, p->cnorm_q);
     rmsnorm_backward(&a->cq_lin, &cnq, &a->cq_rstd, &gs->dact_a, &gs->dact_b, &gcnq);
-    lin_bwd(m, p->cq_w, p->cq_b, &a->n3, &gs->dact_b, &gs->dact_a); /* d(LN3 out) */
+    lin_bwd(m, p->cq_w, p->cq_b, &a->n3, &gs->dact_b, &gs->dact_a, 0); /* d(LN3 out) */
     tensor_t dckn4 = heads_view(m, &gs->dctx_lin, Lt);
     head_transpose(&gs->dck, &dckn4);
     tensor_t cnk = dit_param(m, p->cnorm_k), gcnk = dit_grad(m, p->cnorm_k);
     rmsnorm_backward(&a->ck_lin, &cnk, &a->ck_rstd, &gs->dctx_lin, &gs->dctx_tmp, &gcnk);
-    lin_bwd(m, p->ck_w, p->ck_b, &m->acts->ctx, &gs->dctx_tmp, &gs->dctx_lin);
-    tensor_axpy(1.0f, &gs->dctx_lin, &m->acts->dctx);
+    lin_bwd(m, p->ck_w, p->ck_b, &m->acts->ctx, &gs->dctx_tmp, &m->acts->dctx, 1);
     tensor_t dcv4 = heads_view(m, &gs->dctx_tmp, Lt);
     head_transpose(&gs->dcv, &dcv4);
-    lin_bwd(m, p->cv_w, p->cv_b, &m->acts->ctx, &gs->dctx_tmp, &gs->dctx_lin);
-    tensor_axpy(1.0f, &gs->dctx_lin, &m->acts->dctx);
+    lin_bwd(m, p->cv_w, p->cv_b, &m->acts->ctx, &gs->dctx_tmp, &m->acts->dctx, 1);
     layernorm_backward_add(m, &a->x1, p->norm3_w, p->norm3_b, &a->n3_mean, &a->n3_rstd, &gs->dact_a);
 
     /* self-attention: x1 = x + g0 * y1 */
     gated_residual_backward(&a->y1, &gate0, &gs->g, &gs->dact_a, &de[2]);
-    lin_bwd(m, p->o_w, p->o_b, &a->am, &gs->dact_a, &gs->dact_b);
+    lin_bwd(m, p->o_w, p->o_b, &a->am, &gs->dact_a, &gs->dact_b, 0);
     tensor_t dam4 = heads_view(m, &gs->dact_b, L);
     tensor_t dao = gs->dcq; /* [B,H,L,D] scratch free again */
     head_transpose(&dam4, &dao);
@@ -162,18 +156,14 @@ void block_backward(dit_t *m, int layer, block_acts_t *a) {
     tensor_t nq = dit_param(m, p->norm_q), gnq = dit_grad(m, p->norm_q);
     tensor_t nk = dit_param(m, p->norm_k), gnk = dit_grad(m, p->norm_k);
     tensor_t d4 = heads_view(m, &gs->dact_a, L);
-    tensor_zero(&gs->dh1);
-    rope_backward(&gs->dq, m->Fp, m->Hp, m->Wp, &d4);
+    rope_backward(&gs->dq, m->Fp, m->Hp, m->Wp, &d4); /* dh1 = q, k and v's input gradients */
     rmsnorm_backward(&a->q_lin, &nq, &a->q_rstd, &gs->dact_a, &gs->dact_b, &gnq);
-    lin_bwd(m, p->q_w, p->q_b, &a->h1, &gs->dact_b, &gs->dact_a);
-    tensor_axpy(1.0f, &gs->dact_a, &gs->dh1);
+    lin_bwd(m, p->q_w, p->q_b, &a->h1, &gs->dact_b, &gs->dh1, 0);
     rope_backward(&gs->dk, m->Fp, m->Hp, m->Wp, &d4);
     rmsnorm_backward(&a->k_lin, &nk, &a->k_rstd, &gs->dact_a, &gs->dact_b, &gnk);
-    lin_bwd(m, p->k_w, p->k_b, &a->h1, &gs->dact_b, &gs->dact_a);
-    tensor_axpy(1.0f, &gs->dact_a, &gs->dh1);
+    lin_bwd(m, p->k_w, p->k_b, &a->h1, &gs->dact_b, &gs->dh1, 1);
     head_transpose(&gs->dv, &d4);
-    lin_bwd(m, p->v_w, p->v_b, &a->h1, &gs->dact_a, &gs->dact_b);
-    tensor_axpy(1.0f, &gs->dact_b, &gs->dh1);
+    lin_bwd(m, p->v_w, p->v_b, &a->h1, &gs->dact_a, &gs->dh1, 1);
     modulate_backward(&a->n1, &scale0, &gs->dh1, &gs->dact_a, &de[1], &de[0]);
     layernorm_backward_add(m, &m->acts->xs[layer], -1, -1, &a->n1_mean, &a->n1_rstd, &gs->dact_a);
 }

@@ -102,13 +102,16 @@ static void test_linear(void) {
     tensor_t dwt = host_tensor(2, (int64_t[]){LN, LK}, start), dbt = host_tensor(1, (int64_t[]){LN}, startb);
     linear_forward(&x, &w, &b, &yt);
     EXPECT(max_diff_f32(&yt, y) <= 1e-5 * max_abs_f64(y, LM * LN), "linear tensor forward");
-    linear_backward(&x, &w, &g, &dxt, &dwt, &dbt);
-    linear_backward(&x, &w, &g, NULL, &dwt, &dbt);
+    linear_backward(&x, &w, &g, &dxt, 0, &dwt, &dbt);
+    linear_backward(&x, &w, &g, NULL, 0, &dwt, &dbt);
     for (int i = 0; i < LN * LK; i++) start[i] += 2 * dw[i];
     for (int i = 0; i < LN; i++) startb[i] += 2 * db[i];
     EXPECT(max_diff_f32(&dwt, start) <= 1e-5 * max_abs_f64(start, LN * LK), "linear dw must accumulate (+=)");
     EXPECT(max_diff_f32(&dbt, startb) <= 1e-5 * max_abs_f64(startb, LN), "linear db must accumulate (+=)");
     EXPECT(max_diff_f32(&dxt, dx) <= 1e-5 * max_abs_f64(dx, LM * LK), "linear tensor dx");
+    linear_backward(&x, &w, &g, &dxt, 1, &dwt, NULL); /* dx += */
+    for (int i = 0; i < LM * LK; i++) dx[i] *= 2;
+    EXPECT(max_diff_f32(&dxt, dx) <= 1e-5 * max_abs_f64(dx, LM * LK), "linear dx must accumulate (+=)");
     tensor_t *ts[] = {&x, &w, &b, &yt, &g, &dxt, &dwt, &dbt};
     for (int i = 0; i < 8; i++) tensor_free(ts[i]);
     free(lx), free(lw), free(lb), free(lg), free(dx), free(dw), free(db), free(start), free(startb);
@@ -169,10 +172,15 @@ static void test_norm(int rms, int affine) {
         EXPECT(max_diff_f32(&yt, y) <= 1e-5 * max_abs_f64(y, NM * NC), "%s tensor forward", name);
         for (int k = 0; k < 2; k++)
             if (rms) rmsnorm_backward(&x, &w, &rt, &g, &dxt, &dwt);
-            else layernorm_backward(&x, &w, &mt, &rt, &g, &dxt, &dwt, NULL);
+            else layernorm_backward(&x, &w, &mt, &rt, &g, &dxt, 0, &dwt, NULL);
         for (int c = 0; c < NC; c++) start[c] += 2 * dw[c];
         EXPECT(max_diff_f32(&dwt, start) <= 1e-5 * max_abs_f64(start, NC), "%s dweight must accumulate (+=)", name);
         EXPECT(max_diff_f32(&dxt, dx) <= 1e-5 * max_abs_f64(dx, NM * NC), "%s tensor dx", name);
+        if (!rms) { /* accumulate: dx += the gradient, so a second call doubles it */
+            layernorm_backward(&x, &w, &mt, &rt, &g, &dxt, 1, NULL, NULL);
+            for (long i = 0; i < (long)NM * NC; i++) dx[i] *= 2;
+            EXPECT(max_diff_f32(&dxt, dx) <= 1e-5 * max_abs_f64(dx, NM * NC), "layernorm dx must accumulate (+=)");
+        }
         tensor_t *ts[] = {&x, &w, &b, &yt, &mt, &rt, &g, &dxt, &dwt};
         for (int i = 0; i < 9; i++) tensor_free(ts[i]);
         free(start);

@@ -100,6 +100,16 @@ static void judge(const char *what, arg_t *o) {
     tensor_free(&got);
 }
 
+/* f32 results within rel * max |reference| of the exact CPU result, everywhere. */
+static void judge_close(const char *what, arg_t *o, double rel) {
+    long n = (long)tensor_numel(&o->h);
+    tensor_t got = download(&o->d);
+    err_t c = error_of(fp(&got), fp(&o->h), n);
+    EXPECT(c.max_abs <= rel * c.max_ref, "%s: CUDA max abs %.3e > %.1e x max %.3e", what, c.max_abs, rel, c.max_ref);
+    printf("  %-26s f32   cuda: max abs %.2e rel %.2e (allowed rel %.0e)\n", what, c.max_abs, c.max_rel, rel);
+    tensor_free(&got);
+}
+
 /* Exact equality of a device result with host values (permutations). */
 static void judge_exact(const char *what, const tensor_t *dev, const tensor_t *want) {
     tensor_t got = download(dev);
@@ -122,15 +132,22 @@ static void test_linear(int M, int K, int N, dtype_t dt) {
     linear_forward(&x.r, &w.r, &b.r, &y.r);
     linear_forward(&x.d, &w.d, &b.d, &y.d);
     judge("y", &y);
-    linear_backward(&x.h, &w.h, &dy.h, &dx.h, &dw.h, &db.h);
-    linear_backward(&x.r, &w.r, &dy.r, &dx.r, &dw.r, &db.r);
-    linear_backward(&x.d, &w.d, &dy.d, &dx.d, &dw.d, &db.d);
+    linear_backward(&x.h, &w.h, &dy.h, &dx.h, 0, &dw.h, &db.h);
+    linear_backward(&x.r, &w.r, &dy.r, &dx.r, 0, &dw.r, &db.r);
+    linear_backward(&x.d, &w.d, &dy.d, &dx.d, 0, &dw.d, &db.d);
     judge("dx", &dx);
     judge("dw", &dw);
     judge("db", &db);
+    /* dx accumulated in f32 (the model's sum of the q, k, v input gradients) onto a random start */
+    arg_t acc = arg_new(2, (int64_t[]){M, K}, DTYPE_F32, 1, 0), dwx = out_new(2, (int64_t[]){N, K}, DTYPE_F32);
+    linear_backward(&x.h, &w.h, &dy.h, &acc.h, 1, &dwx.h, NULL);
+    linear_backward(&x.r, &w.r, &dy.r, &acc.r, 1, &dwx.r, NULL);
+    linear_backward(&x.d, &w.d, &dy.d, &acc.d, 1, &dwx.d, NULL);
+    judge("dx += (f32)", &acc);
+    arg_free(&acc), arg_free(&dwx);
     /* += : a second backward doubles dw and db (same algorithm, same sums). */
     tensor_t dw1 = download(&dw.d), db1 = download(&db.d);
-    linear_backward(&x.d, &w.d, &dy.d, NULL, &dw.d, &db.d);
+    linear_backward(&x.d, &w.d, &dy.d, NULL, 0, &dw.d, &db.d);
     tensor_t dw2 = download(&dw.d), db2 = download(&db.d);
     for (long i = 0; i < (long)tensor_numel(&dw1); i++) fp(&dw1)[i] *= 2;
     for (long i = 0; i < N; i++) fp(&db1)[i] *= 2;
@@ -140,6 +157,39 @@ static void test_linear(int M, int K, int N, dtype_t dt) {
     tensor_free(&dw1), tensor_free(&db1), tensor_free(&dw2), tensor_free(&db2);
     arg_t *all[] = {&x, &w, &b, &dy, &y, &dx, &dw, &db};
     for (int i = 0; i < 8; i++) arg_free(all[i]);
+}
+
+/* The feed-forward pair: pre = x w^T + b, y = gelu(pre); then the backward of a layer whose input
+ * is gelu(pre): dpre = (dy2 w2) gelu'(pre), dw2 and db2 (+=). Independent random tensors for each
+ * argument (the op does not need x2 = gelu(pre) to be meaningful). */
+static void test_linear_gelu(int M, int K, int N, dtype_t dt) {
+    printf("linear+gelu M=%d K=%d N=%d %s:\n", M, K, N, dtype_name(dt));
+    int N2 = 24;
+    arg_t x = arg_new(2, (int64_t[]){M, K}, dt, 1, 0), w = arg_new(2, (int64_t[]){N, K}, dt, 0.15, 0);
+    arg_t b = arg_new(1, (int64_t[]){N}, dt, 1, 0);
+    arg_t pre = out_new(2, (int64_t[]){M, N}, dt), y = out_new(2, (int64_t[]){M, N}, dt);
+    linear_gelu_forward(&x.h, &w.h, &b.h, &pre.h, &y.h);
+    linear_gelu_forward(&x.r, &w.r, &b.r, &pre.r, &y.r);
+    linear_gelu_forward(&x.d, &w.d, &b.d, &pre.d, &y.d);
+    judge("pre", &pre);
+    arg_t x2 = arg_new(2, (int64_t[]){M, N}, dt, 1, 0), p2 = arg_new(2, (int64_t[]){M, N}, dt, 1.5, 0);
+    arg_t w2 = arg_new(2, (int64_t[]){N2, N}, dt, 0.2, 0), dy2 = arg_new(2, (int64_t[]){M, N2}, dt, 1, 0);
+    arg_t dpre = out_new(2, (int64_t[]){M, N}, dt), dw2 = out_new(2, (int64_t[]){N2, N}, DTYPE_F32);
+    arg_t db2 = out_new(1, (int64_t[]){N2}, DTYPE_F32);
+    linear_backward_gelu_input(&x2.h, &p2.h, &w2.h, &dy2.h, &dpre.h, &dw2.h, &db2.h);
+    linear_backward_gelu_input(&x2.r, &p2.r, &w2.r, &dy2.r, &dpre.r, &dw2.r, &db2.r);
+    linear_backward_gelu_input(&x2.d, &p2.d, &w2.d, &dy2.d, &dpre.d, &dw2.d, &db2.d);
+    if (dt == DTYPE_F32) { /* the epilogue's tanh is not correctly rounded (about 1e-6 relative), but */
+        judge_close("y = gelu(pre), f32", &y, 1e-5); /* GELU-erf would be 1e-4 off */
+        judge_close("dpre, f32", &dpre, 1e-5);
+    } else {
+        judge("y = gelu(pre)", &y);
+        judge("dpre", &dpre);
+    }
+    judge("dw2", &dw2);
+    judge("db2", &db2);
+    arg_t *all[] = {&x, &w, &b, &pre, &y, &x2, &p2, &w2, &dy2, &dpre, &dw2, &db2};
+    for (int i = 0; i < 12; i++) arg_free(all[i]);
 }
 
 /* ---- norms ------------------------------------------------------------------------------------------- */
@@ -160,11 +210,18 @@ static void test_layernorm(dtype_t xt, dtype_t yt, int affine) {
     judge("y", &y);
     judge("mean", &mean);
     judge("rstd", &rstd);
-    layernorm_backward(&x.h, wh, &mean.h, &rstd.h, &dy.h, &dx.h, affine ? &dw.h : NULL, affine ? &db.h : NULL);
-    layernorm_backward(&x.r, wr, &mean.r, &rstd.r, &dy.r, &dx.r, affine ? &dw.r : NULL, affine ? &db.r : NULL);
-    layernorm_backward(&x.d, wd, &mean.d, &rstd.d, &dy.d, &dx.d, affine ? &dw.d : NULL, affine ? &db.d : NULL);
+    layernorm_backward(&x.h, wh, &mean.h, &rstd.h, &dy.h, &dx.h, 0, affine ? &dw.h : NULL, affine ? &db.h : NULL);
+    layernorm_backward(&x.r, wr, &mean.r, &rstd.r, &dy.r, &dx.r, 0, affine ? &dw.r : NULL, affine ? &db.r : NULL);
+    layernorm_backward(&x.d, wd, &mean.d, &rstd.d, &dy.d, &dx.d, 0, affine ? &dw.d : NULL, affine ? &db.d : NULL);
     judge("dx", &dx);
     if (affine) judge("dweight", &dw), judge("dbias", &db);
+    /* accumulate (the residual stream's gradient): onto a random start, which the CPU adds too */
+    arg_t acc = arg_new(3, s, xt, 1, 0);
+    layernorm_backward(&x.h, wh, &mean.h, &rstd.h, &dy.h, &acc.h, 1, NULL, NULL);
+    layernorm_backward(&x.r, wr, &mean.r, &rstd.r, &dy.r, &acc.r, 1, NULL, NULL);
+    layernorm_backward(&x.d, wd, &mean.d, &rstd.d, &dy.d, &acc.d, 1, NULL, NULL);
+    judge("dx accumulated", &acc);
+    arg_free(&acc);
     arg_t *all[] = {&x, &dy, &y, &dx, &w, &b, &mean, &rstd, &dw, &db};
     for (int i = 0; i < 10; i++) arg_free(all[i]);
 }
@@ -219,12 +276,18 @@ static void test_modulate_gate(void) {
     /* Wan's residual stream is fp32: x (f32) += gate (f32) * y (bf16). */
     arg_t r = arg_new(3, s, DTYPE_F32, 1, 0), g = arg_new(2, sb, DTYPE_F32, 0.3, 0);
     arg_t dr = arg_new(3, s, DTYPE_F32, 1, 0), dyg = out_new(3, s, DTYPE_BF16), dg = out_new(2, sb, DTYPE_F32);
-    gated_residual_forward(&r.h, &g.h, &y.h);
-    gated_residual_forward(&r.r, &g.r, &y.r); /* y.r is the ideal bf16 output of modulate: a bf16 input here */
+    arg_t ro = out_new(3, s, DTYPE_F32);
+    gated_residual_forward(&r.h, &g.h, &y.h, &ro.h);
+    gated_residual_forward(&r.r, &g.r, &y.r, &ro.r); /* y.r is the ideal bf16 output of modulate: a bf16 input here */
     tensor_t yb = tensor_alloc(DTYPE_BF16, DEVICE_CUDA, 3, s);
     tensor_copy(&yb, &y.r);
-    gated_residual_forward(&r.d, &g.d, &yb);
-    judge("gated residual x", &r);
+    gated_residual_forward(&r.d, &g.d, &yb, &ro.d);
+    judge("gated residual out", &ro);
+    tensor_t out_host = download(&ro.d);
+    gated_residual_forward(&r.d, &g.d, &yb, &r.d); /* in place: the same values */
+    judge_exact("gated residual in place", &r.d, &out_host);
+    tensor_free(&out_host);
+    arg_free(&ro);
     gated_residual_backward(&y.h, &g.h, &dr.h, &dyg.h, &dg.h);
     gated_residual_backward(&y.r, &g.r, &dr.r, &dyg.r, &dg.r);
     gated_residual_backward(&yb, &g.d, &dr.d, &dyg.d, &dg.d);
@@ -356,6 +419,9 @@ int main(void) {
     test_linear(210, 200, 77, DTYPE_BF16);
     test_linear(37, 45, 29, DTYPE_BF16); /* odd leading dimensions */
     test_linear(3, 256, 96, DTYPE_F32);  /* the time MLP runs in fp32 */
+    test_linear_gelu(210, 200, 96, DTYPE_BF16); /* cuBLASLt's GELU epilogues */
+    test_linear_gelu(37, 45, 29, DTYPE_BF16);   /* odd: likely the unfused path */
+    test_linear_gelu(64, 64, 72, DTYPE_F32);    /* fp32: tight enough to tell GELU-tanh from GELU-erf */
     test_layernorm(DTYPE_BF16, DTYPE_BF16, 1);
     test_layernorm(DTYPE_F32, DTYPE_BF16, 0); /* Wan: fp32 residual stream in */
     test_rmsnorm();

@@ -85,14 +85,26 @@ void linear_forward_cpu(const tensor_t *x, const tensor_t *w, const tensor_t *b,
     free(xd), free(wd), free(bd), free(yd);
 }
 
-void linear_backward_cpu(const tensor_t *x, const tensor_t *w, const tensor_t *dy, tensor_t *dx, tensor_t *dw,
-                         tensor_t *db) {
+void linear_gelu_forward_cpu(const tensor_t *x, const tensor_t *w, const tensor_t *b, tensor_t *pre, tensor_t *y) {
+    linear_forward_cpu(x, w, b, pre);
+    gelu_forward_cpu(pre, y);
+}
+
+void linear_backward_gelu_input_cpu(const tensor_t *x, const tensor_t *pre, const tensor_t *w, const tensor_t *dy,
+                                    tensor_t *dpre, tensor_t *dw, tensor_t *db) {
+    linear_backward_cpu(x, w, dy, dpre, 0, dw, db);
+    gelu_backward_cpu(pre, dpre, dpre);
+}
+
+void linear_backward_cpu(const tensor_t *x, const tensor_t *w, const tensor_t *dy, tensor_t *dx, int dx_accumulate,
+                         tensor_t *dw, tensor_t *db) {
     long M = rows_of(x);
     int K = last_dim(x), N = (int)w->shape[0];
     double *xd = f64_of(x), *wd = f64_of(w), *gd = f64_of(dy);
     double *dxd = dx ? f64_zeros(M * K) : NULL, *dwd = f64_zeros((long)N * K), *dbd = db ? f64_zeros(N) : NULL;
     linear_backward_f64(M, K, N, xd, wd, gd, dxd, dwd, dbd);
-    if (dx) f32_from_f64(dx->data, dxd, M * K);
+    if (dx && dx_accumulate) f32_add_f64(dx, dxd);
+    else if (dx) f32_from_f64(dx->data, dxd, M * K);
     f32_add_f64(dw, dwd);
     if (db) f32_add_f64(db, dbd);
     free(xd), free(wd), free(gd), free(dxd), free(dwd), free(dbd);
@@ -177,13 +189,14 @@ void layernorm_forward_cpu(const tensor_t *x, const tensor_t *weight, const tens
 }
 
 void layernorm_backward_cpu(const tensor_t *x, const tensor_t *weight, const tensor_t *mean, const tensor_t *rstd,
-                            const tensor_t *dy, tensor_t *dx, tensor_t *dweight, tensor_t *dbias) {
+                            const tensor_t *dy, tensor_t *dx, int accumulate, tensor_t *dweight, tensor_t *dbias) {
     long M = rows_of(x);
     int C = last_dim(x);
     double *xd = f64_of(x), *wd = f64_of(weight), *md = f64_of(mean), *rd = f64_of(rstd), *gd = f64_of(dy);
     double *dxd = f64_zeros(M * C), *dwd = dweight ? f64_zeros(C) : NULL, *dbd = dbias ? f64_zeros(C) : NULL;
     layernorm_backward_f64(M, C, xd, wd, md, rd, gd, dxd, dwd, dbd);
-    f32_from_f64(dx->data, dxd, M * C);
+    if (accumulate) f32_add_f64(dx, dxd);
+    else f32_from_f64(dx->data, dxd, M * C);
     if (dweight) f32_add_f64(dweight, dwd);
     if (dbias) f32_add_f64(dbias, dbd);
     free(xd), free(wd), free(md), free(rd), free(gd), free(dxd), free(dwd), free(dbd);
@@ -289,13 +302,13 @@ void modulate_backward_cpu(const tensor_t *x, const tensor_t *scale, const tenso
     free(xd), free(sd), free(gd), free(dxd), free(dsd), free(dhd);
 }
 
-void gated_residual_forward_cpu(tensor_t *x, const tensor_t *gate, const tensor_t *y) {
+void gated_residual_forward_cpu(const tensor_t *x, const tensor_t *gate, const tensor_t *y, tensor_t *out) {
     int B, C;
     long L;
     blc(x, &B, &L, &C);
     double *xd = f64_of(x), *gd = f64_of(gate), *yd = f64_of(y);
     gated_residual_forward_f64(B, L, C, xd, gd, yd);
-    f32_from_f64(x->data, xd, B * L * C);
+    f32_from_f64(out->data, xd, B * L * C);
     free(xd), free(gd), free(yd);
 }
 

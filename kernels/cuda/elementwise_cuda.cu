@@ -49,34 +49,12 @@ template <class Tx, class Ty> struct modulate_fwd_op {
     }
 };
 
-/* out = a * (1 + s) or a * s (plus1 = 0): dx of modulate, dy of the gate. */
-template <class Ta, class To> struct scale_rows_op {
-    const Ta *a;
-    const float *s;
-    int plus1;
-    To *out;
-    bcast_dims d;
-    static constexpr int IN_BYTES = sizeof(Ta);
-    template <int V> struct in {
-        pack<Ta, V> a;
-        pack<float, V> s;
-    };
-    template <int V> __device__ in<V> load(int64_t i) const {
-        return {ldp<V>(a, i), ld_bcast<V>(s, i, d.LC, d.C, d.rows)};
-    }
-    template <int V> __device__ void store(int64_t i, const in<V> &v) const {
-        pack<To, V> o;
-#pragma unroll
-        for (int k = 0; k < V; k++) stf(o.v, k, ldf(v.a.v, k) * ((float)plus1 + v.s.v[k]));
-        stp<V>(out, i, o);
-    }
-};
-
-/* x += gate * y. */
+/* out = x + gate * y (out may be x). */
 template <class Tx, class Ty> struct gated_residual_op {
-    Tx *x;
+    const Tx *x;
     const float *gate;
     const Ty *y;
+    Tx *out;
     bcast_dims d;
     static constexpr int IN_BYTES = sizeof(Tx) + sizeof(Ty);
     template <int V> struct in {
@@ -91,14 +69,19 @@ template <class Tx, class Ty> struct gated_residual_op {
         pack<Tx, V> o;
 #pragma unroll
         for (int k = 0; k < V; k++) stf(o.v, k, ldf(a.x.v, k) + a.g.v[k] * ldf(a.y.v, k));
-        stp<V>(x, i, o);
+        stp<V>(out, i, o);
     }
 };
 
-/* Per-sample column sums over tokens: v[0] = a b, v[1] = a (for NOUT = 2). */
-template <class Ta, class Tb, int NOUT> struct token_sum_f {
+/* The backward of modulate and of the gate in one pass over the tokens: the per-sample column
+ * sums v[0] = a b, v[1] = a (for NOUT = 2), and, written on the way (colsum visits every element
+ * once), out = a * (plus1 + s[g, c]) — dx of modulate (plus1 = 1), dy of the gate (plus1 = 0). */
+template <class Ta, class Tb, class To, int NOUT> struct token_sum_scale_f {
     const Ta *a;
     const Tb *b;
+    const float *s;
+    float plus1;
+    To *out;
     int64_t L;
     int C;
     __device__ void operator()(int g, int64_t r, int c, float *v) const {
@@ -106,11 +89,28 @@ template <class Ta, class Tb, int NOUT> struct token_sum_f {
         float av = ldf(a, i);
         v[0] = av * ldf(b, i);
         if (NOUT > 1) v[NOUT - 1] = av;
+        stf(out, i, av * (plus1 + s[(int64_t)g * C + c]));
     }
 };
 
-static void blc(const tensor_t *x, int *B, int64_t *L, int *C) {
-    *B = (int)x->shape[0], *L = x->shape[1], *C = (int)x->shape[2];
+/* colsum<NOUT> of token_sum_scale_f over [B, L, C] with a, b, out of any float dtypes. */
+template <int NOUT>
+static void token_sum_scale(const tensor_t *a, const tensor_t *b, const tensor_t *s, float plus1, tensor_t *out,
+                            tensor_t *sum0, tensor_t *sum1) {
+    int B = (int)b->shape[0], C = (int)b->shape[2];
+    int64_t L = b->shape[1];
+    with_float_type(a->dtype, [&](auto ta) {
+        with_float_type(b->dtype, [&](auto tb) {
+            with_float_type(out->dtype, [&](auto to) {
+                typedef TYPE_OF(ta) Ta;
+                typedef TYPE_OF(tb) Tb;
+                typedef TYPE_OF(to) To;
+                token_sum_scale_f<Ta, Tb, To, NOUT> f = {(const Ta *)a->data, (const Tb *)b->data,
+                                                         (const float *)s->data, plus1, (To *)out->data, L, C};
+                colsum<NOUT>(f, B, L, C, (float *)sum0->data, sum1 ? (float *)sum1->data : NULL, 0);
+            });
+        });
+    });
 }
 
 extern "C" void modulate_forward_cuda(const tensor_t *x, const tensor_t *scale, const tensor_t *shift, tensor_t *y) {
@@ -129,60 +129,27 @@ extern "C" void modulate_forward_cuda(const tensor_t *x, const tensor_t *scale, 
 
 extern "C" void modulate_backward_cuda(const tensor_t *x, const tensor_t *scale, const tensor_t *dy, tensor_t *dx,
                                        tensor_t *dscale, tensor_t *dshift) {
-    int B, C;
-    int64_t L, n = tensor_numel(x);
-    blc(x, &B, &L, &C);
-    with_float_type(dy->dtype, [&](auto tg) {
-        typedef TYPE_OF(tg) Tg;
-        with_float_type(x->dtype, [&](auto tx) {
-            typedef TYPE_OF(tx) Tx;
-            colsum<2>(token_sum_f<Tg, Tx, 2>{(const Tg *)dy->data, (const Tx *)x->data, L, C}, B, L, C,
-                      (float *)dscale->data, (float *)dshift->data, 0);
-        });
-        if (n == 0) return;
-        with_float_type(dx->dtype, [&](auto td) {
-            typedef TYPE_OF(td) Td;
-            scale_rows_op<Tg, Td> f = {(const Tg *)dy->data, (const float *)scale->data, 1, (Td *)dx->data,
-                                       bcast_of(x, scale, NULL)};
-            ew_launch(f, n, aligned16(dy->data) && aligned16(dx->data));
-        });
-    });
+    token_sum_scale<2>(dy, x, scale, 1.0f, dx, dscale, dshift);
 }
 
-extern "C" void gated_residual_forward_cuda(tensor_t *x, const tensor_t *gate, const tensor_t *y) {
+extern "C" void gated_residual_forward_cuda(const tensor_t *x, const tensor_t *gate, const tensor_t *y,
+                                            tensor_t *out) {
     int64_t n = tensor_numel(x);
     if (n == 0) return;
     with_float_type(x->dtype, [&](auto tx) {
         with_float_type(y->dtype, [&](auto ty) {
             typedef TYPE_OF(tx) Tx;
             typedef TYPE_OF(ty) Ty;
-            gated_residual_op<Tx, Ty> f = {(Tx *)x->data, (const float *)gate->data, (const Ty *)y->data,
-                                           bcast_of(x, gate, NULL)};
-            ew_launch(f, n, aligned16(x->data) && aligned16(y->data));
+            gated_residual_op<Tx, Ty> f = {(const Tx *)x->data, (const float *)gate->data, (const Ty *)y->data,
+                                           (Tx *)out->data, bcast_of(x, gate, NULL)};
+            ew_launch(f, n, aligned16(x->data) && aligned16(y->data) && aligned16(out->data));
         });
     });
 }
 
 extern "C" void gated_residual_backward_cuda(const tensor_t *y, const tensor_t *gate, const tensor_t *dx,
                                              tensor_t *dy, tensor_t *dgate) {
-    int B, C;
-    int64_t L, n = tensor_numel(y);
-    blc(y, &B, &L, &C);
-    with_float_type(dx->dtype, [&](auto tg) {
-        typedef TYPE_OF(tg) Tg;
-        with_float_type(y->dtype, [&](auto ty) {
-            typedef TYPE_OF(ty) Ty;
-            colsum<1>(token_sum_f<Tg, Ty, 1>{(const Tg *)dx->data, (const Ty *)y->data, L, C}, B, L, C,
-                      (float *)dgate->data, NULL, 0);
-        });
-        if (n == 0) return;
-        with_float_type(dy->dtype, [&](auto td) {
-            typedef TYPE_OF(td) Td;
-            scale_rows_op<Tg, Td> f = {(const Tg *)dx->data, (const float *)gate->data, 0, (Td *)dy->data,
-                                       bcast_of(y, gate, NULL)};
-            ew_launch(f, n, aligned16(dx->data) && aligned16(dy->data));
-        });
-    });
+    token_sum_scale<1>(dx, y, gate, 0.0f, dy, dgate, NULL);
 }
 
 /* ---- activations ---------------------------------------------------------------------------------- */

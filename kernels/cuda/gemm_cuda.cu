@@ -1,5 +1,8 @@
 /* kernels/cuda/gemm_cuda.cu — linear layers on the GPU: y = x w^T + b through cuBLASLt (bias fused
- * as its epilogue), dx = dy w and dw += dy^T x through cuBLASLt, db += column sums of dy.
+ * as its epilogue), dx = dy w and dw += dy^T x through cuBLASLt, db += column sums of dy. The
+ * feed-forward pair also fuses its GELU: forward with GELU_AUX(_BIAS) (y = gelu(pre), pre kept as
+ * the aux output), and the backward of the layer after it with DGELU (dpre = (dy w) gelu'(pre));
+ * where cuBLASLt has no such kernel the same results come from the plain GEMM and the GELU ops.
  *
  * Inputs bf16 with fp32 compute (tensor cores), or fp32 with fp32 compute (no TF32: Wan runs the
  * time-embedding MLP in fp32). dw and db are fp32 and accumulated (+=, beta = 1); dx and y are
@@ -34,7 +37,15 @@ static void gemm_init(void) {
     lt_workspace = cuda_mem_alloc(LT_WORKSPACE_BYTES);
 }
 
-/* C [m, n] (column-major, ldc) = op(A) op(B) + beta C (+ bias[m] along columns). */
+/* What the epilogue does after C = op(A) op(B) + beta C (+ bias). */
+enum gemm_epi {
+    EPI_NONE,
+    EPI_GELU_AUX, /* aux = the result (the GELU's input), C = gelu(result) */
+    EPI_DGELU     /* C = result * gelu'(aux) */
+};
+
+/* C [m, n] (column-major, ldc) = op(A) op(B) + beta C (+ bias[m] along columns), then epi with
+ * aux [m, n] (ld ldc, C's dtype). */
 typedef struct gemm {
     cublasOperation_t ta, tb;
     int m, n, k, lda, ldb, ldc;
@@ -42,11 +53,13 @@ typedef struct gemm {
     const void *A, *B, *bias;
     void *C;
     float beta;
+    int epi;
+    void *aux;
 } gemm_t;
 
 typedef struct lt_key {
-    int ta, tb, m, n, k, lda, ldb, ldc, ab_type, c_type, beta_nonzero, has_bias;
-    uint32_t align_a, align_b, align_c;
+    int ta, tb, m, n, k, lda, ldb, ldc, ab_type, c_type, beta_nonzero, has_bias, epi;
+    uint32_t align_a, align_b, align_c, align_aux;
 } lt_key_t;
 
 typedef struct lt_entry {
@@ -70,8 +83,9 @@ static lt_key_t make_key(const gemm_t *g) {
     memset(&k, 0, sizeof k); /* padding too: keys are compared with memcmp */
     k.ta = g->ta, k.tb = g->tb, k.m = g->m, k.n = g->n, k.k = g->k;
     k.lda = g->lda, k.ldb = g->ldb, k.ldc = g->ldc, k.ab_type = g->ab_type, k.c_type = g->c_type;
-    k.beta_nonzero = g->beta != 0.0f, k.has_bias = g->bias != NULL;
+    k.beta_nonzero = g->beta != 0.0f, k.has_bias = g->bias != NULL, k.epi = g->epi;
     k.align_a = pointer_alignment(g->A), k.align_b = pointer_alignment(g->B), k.align_c = pointer_alignment(g->C);
+    k.align_aux = g->aux ? pointer_alignment(g->aux) : 0;
     return k;
 }
 
@@ -84,11 +98,22 @@ static void lt_descs_make(const gemm_t *g, lt_descs_t *d) {
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&d->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSA, &g->ta, sizeof g->ta));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSB, &g->tb, sizeof g->tb));
-    if (g->bias) {
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS; /* bias dtype = C's dtype (the default) */
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    cublasLtEpilogue_t epi = g->epi == EPI_GELU_AUX ? (g->bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX)
+                             : g->epi == EPI_DGELU ? CUBLASLT_EPILOGUE_DGELU
+                             : g->bias             ? CUBLASLT_EPILOGUE_BIAS
+                                                   : CUBLASLT_EPILOGUE_DEFAULT;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    if (g->bias) /* bias dtype = C's dtype (the default) */
         CUBLAS_CHECK(
             cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias));
+    if (g->epi != EPI_NONE) {
+        int64_t ld = g->ldc;
+        int32_t aux_type = g->c_type;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g->aux,
+                                                    sizeof g->aux));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof ld));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &aux_type,
+                                                    sizeof aux_type));
     }
     int ta = g->ta == CUBLAS_OP_T, tb = g->tb == CUBLAS_OP_T;
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d->a, g->ab_type, ta ? g->k : g->m, ta ? g->m : g->k, g->lda));
@@ -155,8 +180,8 @@ static void gemm_fallback(const gemm_t *g) {
     CUDA_CHECK_LAUNCH();
 }
 
-static void gemm_run(const gemm_t *g) {
-    if (g->m == 0 || g->n == 0) return;
+/* Runs g through cuBLASLt; 0 when it has no kernel for it (nothing was written then). */
+static int gemm_lt(const gemm_t *g) {
     gemm_init();
     lt_descs_t d;
     lt_descs_make(g, &d);
@@ -169,7 +194,13 @@ static void gemm_run(const gemm_t *g) {
         done = st == CUBLAS_STATUS_SUCCESS;
     }
     lt_descs_free(&d);
-    if (!done) gemm_fallback(g);
+    return done;
+}
+
+/* g without an epilogue (bias aside), through cuBLASLt or else cublasGemmEx. */
+static void gemm_run(const gemm_t *g) {
+    if (g->m == 0 || g->n == 0) return;
+    if (!gemm_lt(g)) gemm_fallback(g);
 }
 
 static cudaDataType_t cuda_type(dtype_t dt) { return dt == DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
@@ -177,8 +208,19 @@ static cudaDataType_t cuda_type(dtype_t dt) { return dt == DTYPE_BF16 ? CUDA_R_1
 extern "C" void linear_forward_cuda(const tensor_t *x, const tensor_t *w, const tensor_t *b, tensor_t *y) {
     int K = (int)x->shape[x->ndim - 1], N = (int)w->shape[0], M = (int)(tensor_numel(x) / K);
     gemm_t g = {CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, K, K, N, cuda_type(x->dtype), cuda_type(y->dtype),
-                w->data, x->data, b ? b->data : NULL, y->data, 0.0f};
+                w->data, x->data, b ? b->data : NULL, y->data, 0.0f, EPI_NONE, NULL};
     gemm_run(&g);
+}
+
+extern "C" void linear_gelu_forward_cuda(const tensor_t *x, const tensor_t *w, const tensor_t *b, tensor_t *pre,
+                                         tensor_t *y) {
+    int K = (int)x->shape[x->ndim - 1], N = (int)w->shape[0], M = (int)(tensor_numel(x) / K);
+    if (M == 0 || N == 0) return;
+    gemm_t g = {CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, K, K, N, cuda_type(x->dtype), cuda_type(y->dtype),
+                w->data, x->data, b ? b->data : NULL, y->data, 0.0f, EPI_GELU_AUX, pre->data};
+    if (gemm_lt(&g)) return;
+    linear_forward_cuda(x, w, b, pre);
+    gelu_forward_cuda(pre, y);
 }
 
 struct bias_grad_f {
@@ -192,16 +234,33 @@ struct bias_grad_f {
 };
 
 extern "C" void linear_backward_cuda(const tensor_t *x, const tensor_t *w, const tensor_t *dy, tensor_t *dx,
-                                     tensor_t *dw, tensor_t *db) {
+                                     int dx_accumulate, tensor_t *dw, tensor_t *db) {
     int K = (int)x->shape[x->ndim - 1], N = (int)w->shape[0], M = (int)(tensor_numel(x) / K);
     cudaDataType_t t = cuda_type(x->dtype);
-    if (dx) { /* dx^T [K, M] = w^T [K, N] dy^T [N, M] */
-        gemm_t g = {CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, K, N, K, t, t, w->data, dy->data, NULL, dx->data, 0.0f};
+    if (dx) { /* dx^T [K, M] (=, +=) w^T [K, N] dy^T [N, M] */
+        gemm_t g = {CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, K, N, K, t, cuda_type(dx->dtype), w->data, dy->data, NULL,
+                    dx->data, dx_accumulate ? 1.0f : 0.0f, EPI_NONE, NULL};
         gemm_run(&g);
     }
     if (M > 0) { /* dw^T [K, N] += x^T [K, M] dy [M, N] */
-        gemm_t g = {CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, K, N, K, t, CUDA_R_32F, x->data, dy->data, NULL, dw->data, 1.0f};
+        gemm_t g = {CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, K, N, K, t, CUDA_R_32F, x->data, dy->data, NULL, dw->data, 1.0f,
+                    EPI_NONE, NULL};
         gemm_run(&g);
     }
     if (db) colsum<1>(bias_grad_f{dy->data, dy->dtype == DTYPE_BF16, N}, 1, M, N, (float *)db->data, NULL, 1);
+}
+
+extern "C" void linear_backward_gelu_input_cuda(const tensor_t *x, const tensor_t *pre, const tensor_t *w,
+                                                const tensor_t *dy, tensor_t *dpre, tensor_t *dw, tensor_t *db) {
+    int K = (int)x->shape[x->ndim - 1], N = (int)w->shape[0], M = (int)(tensor_numel(x) / K);
+    cudaDataType_t t = cuda_type(x->dtype);
+    /* dpre^T [K, M] = (w^T [K, N] dy^T [N, M]) gelu'(pre^T) */
+    gemm_t g = {CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, K, N, K, t, t, w->data, dy->data, NULL, dpre->data, 0.0f,
+                EPI_DGELU, pre->data};
+    if (M > 0 && K > 0 && gemm_lt(&g)) {
+        linear_backward_cuda(x, w, dy, NULL, 0, dw, db);
+        return;
+    }
+    linear_backward_cuda(x, w, dy, dpre, 0, dw, db);
+    gelu_backward_cuda(pre, dpre, dpre);
 }

@@ -16,19 +16,22 @@ extern "C" {
 #endif
 
 void linear_forward_cuda(const tensor_t *x, const tensor_t *w, const tensor_t *b, tensor_t *y);
-void linear_backward_cuda(const tensor_t *x, const tensor_t *w, const tensor_t *dy, tensor_t *dx, tensor_t *dw,
-                          tensor_t *db);
+void linear_backward_cuda(const tensor_t *x, const tensor_t *w, const tensor_t *dy, tensor_t *dx, int dx_accumulate,
+                          tensor_t *dw, tensor_t *db);
+void linear_gelu_forward_cuda(const tensor_t *x, const tensor_t *w, const tensor_t *b, tensor_t *pre, tensor_t *y);
+void linear_backward_gelu_input_cuda(const tensor_t *x, const tensor_t *pre, const tensor_t *w, const tensor_t *dy,
+                                     tensor_t *dpre, tensor_t *dw, tensor_t *db);
 void layernorm_forward_cuda(const tensor_t *x, const tensor_t *weight, const tensor_t *bias, float eps, tensor_t *y,
                             tensor_t *mean, tensor_t *rstd);
 void layernorm_backward_cuda(const tensor_t *x, const tensor_t *weight, const tensor_t *mean, const tensor_t *rstd,
-                             const tensor_t *dy, tensor_t *dx, tensor_t *dweight, tensor_t *dbias);
+                             const tensor_t *dy, tensor_t *dx, int accumulate, tensor_t *dweight, tensor_t *dbias);
 void rmsnorm_forward_cuda(const tensor_t *x, const tensor_t *weight, float eps, tensor_t *y, tensor_t *rstd);
 void rmsnorm_backward_cuda(const tensor_t *x, const tensor_t *weight, const tensor_t *rstd, const tensor_t *dy,
                            tensor_t *dx, tensor_t *dweight);
 void modulate_forward_cuda(const tensor_t *x, const tensor_t *scale, const tensor_t *shift, tensor_t *y);
 void modulate_backward_cuda(const tensor_t *x, const tensor_t *scale, const tensor_t *dy, tensor_t *dx,
                             tensor_t *dscale, tensor_t *dshift);
-void gated_residual_forward_cuda(tensor_t *x, const tensor_t *gate, const tensor_t *y);
+void gated_residual_forward_cuda(const tensor_t *x, const tensor_t *gate, const tensor_t *y, tensor_t *out);
 void gated_residual_backward_cuda(const tensor_t *y, const tensor_t *gate, const tensor_t *dx, tensor_t *dy,
                                   tensor_t *dgate);
 void gelu_forward_cuda(const tensor_t *x, tensor_t *y);

@@ -15,14 +15,16 @@
  * Backward: a row group walks NORM_GROUP_ROWS consecutive rows and keeps its columns' dweight and
  * dbias terms in registers, writes one partial row per group, and a column kernel adds those
  * partials in order into dweight/dbias; x and dy are read once in all. (With row segments the
- * parameter terms go through colsum of nn_cuda_common.cuh instead.) */
+ * parameter terms go through colsum of nn_cuda_common.cuh instead.) Without parameter gradients a
+ * group is one row (more rows in flight). LayerNorm's dx may be accumulated (+=) into. */
 #include "nn_cuda.h"
 #include "nn_cuda_common.cuh"
 #include "vec8_cuda.cuh"
 
 #define NORM_BLOCK 256      /* threads per block, unless one row takes more */
 #define NORM_MAX_TPR 512    /* threads per row at most (and per block) */
-#define NORM_GROUP_ROWS 32  /* rows per row group in the backward (one parameter partial each) */
+#define NORM_GROUP_ROWS 16  /* rows per row group in the backward with parameter gradients (one partial
+                               row each); without them every row is its own group */
 #define NORM_BWD_NV 2       /* chunks per thread in the backward (x, dy and two partials in registers) */
 
 /* ---- row layout --------------------------------------------------------------------------------- */
@@ -239,17 +241,18 @@ __device__ __forceinline__ void weight_chunk(float (&wv)[8], const Tw *w, norm_s
 template <int NV, class Tx, class Tg, class Td, class Tw>
 __global__ void __launch_bounds__(NORM_MAX_TPR)
     norm_bwd_kernel(const Tx *x, const Tw *w, const float *mean, const float *rstd, const Tg *dy, Td *dx,
-                    float *part, int want, int64_t M, int C, int tpr, int nseg, int vec) {
+                    float *part, int want, int accumulate, int64_t M, int C, int tpr, int nseg, int vec,
+                    int grows) {
     const norm_span sp = {(int)(threadIdx.x % tpr), tpr, tpr * NV, C};
     const int64_t grp = (int64_t)blockIdx.x * (blockDim.x / tpr) + threadIdx.x / tpr;
-    const int64_t ng = (M + NORM_GROUP_ROWS - 1) / NORM_GROUP_ROWS;
+    const int64_t ng = (M + grows - 1) / grows;
     float xv[NV][8], gv[NV][8], pw[NV][8], pb[NV][8];
 #pragma unroll
     for (int j = 0; j < NV; j++)
 #pragma unroll
         for (int i = 0; i < 8; i++) pw[j][i] = 0.0f, pb[j][i] = 0.0f;
-    for (int k = 0; k < NORM_GROUP_ROWS; k++) { /* the same trip count in every group: row_sum syncs */
-        const int64_t row = grp * NORM_GROUP_ROWS + k;
+    for (int k = 0; k < grows; k++) { /* the same trip count in every group: row_sum syncs */
+        const int64_t row = grp * grows + k;
         const bool live = row < M;
         const float mu = live && mean ? mean[row] : 0.0f, r = live ? rstd[row] : 0.0f;
         auto load = [&](int s) {
@@ -282,12 +285,14 @@ __global__ void __launch_bounds__(NORM_MAX_TPR)
             for (int j = 0; j < NV; j++) {
                 int e = sp.start(s, j), n = sp.count(s, j);
                 if (n <= 0) continue;
-                float o[8], wv[8];
+                float o[8], wv[8], prev[8];
                 weight_chunk(wv, w, sp, s, j, vec);
+                if (accumulate) ld8(dx, row * C + e, n, vec, prev);
 #pragma unroll
                 for (int i = 0; i < 8; i++) {
                     float g = gv[j][i] * wv[i], xh = (xv[j][i] - mu) * r;
                     o[i] = r * (g - sg - xh * sgx);
+                    if (accumulate) o[i] += prev[i];
                     if (part) pw[j][i] += gv[j][i] * xh, pb[j][i] += gv[j][i];
                 }
                 st8(dx, row * C + e, n, vec, o);
@@ -339,7 +344,7 @@ template <class Tx, class Tg> struct norm_param_grad_f {
 
 template <class Tx, class Tg, class Td, class Tw>
 static void norm_backward(const tensor_t *x, const tensor_t *weight, const tensor_t *mean, const tensor_t *rstd,
-                          const tensor_t *dy, tensor_t *dx, tensor_t *dweight, tensor_t *dbias) {
+                          const tensor_t *dy, tensor_t *dx, int accumulate, tensor_t *dweight, tensor_t *dbias) {
     int C = (int)x->shape[x->ndim - 1];
     int64_t M = C ? tensor_numel(x) / C : 0;
     if (M == 0) return;
@@ -355,11 +360,13 @@ static void norm_backward(const tensor_t *x, const tensor_t *weight, const tenso
         colsum<2>(norm_param_grad_f<Tx, Tg>{(const Tx *)x->data, (const Tg *)dy->data, mu, (const float *)rstd->data,
                                             C},
                   1, M, C, dw, db, 1);
-    int64_t ng = (M + NORM_GROUP_ROWS - 1) / NORM_GROUP_ROWS, blocks = (ng + lay.rpb - 1) / lay.rpb;
+    int grows = fused ? NORM_GROUP_ROWS : 1;
+    int64_t ng = (M + grows - 1) / grows, blocks = (ng + lay.rpb - 1) / lay.rpb;
+    CHECK(blocks <= 0x7fffffff, "norm: %lld rows exceed the grid", (long long)M);
     float *part = fused ? (float *)nn_cuda_scratch(sizeof(float) * 2 * (size_t)ng * C) : NULL;
     norm_bwd_kernel<NORM_BWD_NV, Tx, Tg, Td, Tw><<<(unsigned)blocks, lay.rpb * lay.tpr, 0, cuda_stream()>>>(
         (const Tx *)x->data, weight ? (const Tw *)weight->data : NULL, mu, (const float *)rstd->data,
-        (const Tg *)dy->data, (Td *)dx->data, part, want, M, C, lay.tpr, lay.nseg, vec);
+        (const Tg *)dy->data, (Td *)dx->data, part, want, accumulate, M, C, lay.tpr, lay.nseg, vec, grows);
     CUDA_CHECK_LAUNCH();
     if (!fused) return;
     norm_partial_sum_kernel<<<(unsigned)((C + 31) / 32), dim3(32, 32), 0, cuda_stream()>>>(part, ng, C, dw, db);
@@ -367,13 +374,14 @@ static void norm_backward(const tensor_t *x, const tensor_t *weight, const tenso
 }
 
 static void norm_backward_any(const tensor_t *x, const tensor_t *weight, const tensor_t *mean, const tensor_t *rstd,
-                              const tensor_t *dy, tensor_t *dx, tensor_t *dweight, tensor_t *dbias) {
+                              const tensor_t *dy, tensor_t *dx, int accumulate, tensor_t *dweight,
+                              tensor_t *dbias) {
     with_float_type(x->dtype, [&](auto tx) {
         with_float_type(dy->dtype, [&](auto tg) {
             with_float_type(dx->dtype, [&](auto td) {
                 with_float_type(param_dtype(weight, NULL), [&](auto tw) {
                     norm_backward<TYPE_OF(tx), TYPE_OF(tg), TYPE_OF(td), TYPE_OF(tw)>(x, weight, mean, rstd, dy, dx,
-                                                                                      dweight, dbias);
+                                                                                      accumulate, dweight, dbias);
                 });
             });
         });
@@ -381,12 +389,12 @@ static void norm_backward_any(const tensor_t *x, const tensor_t *weight, const t
 }
 
 extern "C" void layernorm_backward_cuda(const tensor_t *x, const tensor_t *weight, const tensor_t *mean,
-                                        const tensor_t *rstd, const tensor_t *dy, tensor_t *dx, tensor_t *dweight,
-                                        tensor_t *dbias) {
-    norm_backward_any(x, weight, mean, rstd, dy, dx, dweight, dbias);
+                                        const tensor_t *rstd, const tensor_t *dy, tensor_t *dx, int accumulate,
+                                        tensor_t *dweight, tensor_t *dbias) {
+    norm_backward_any(x, weight, mean, rstd, dy, dx, accumulate, dweight, dbias);
 }
 
 extern "C" void rmsnorm_backward_cuda(const tensor_t *x, const tensor_t *weight, const tensor_t *rstd,
                                       const tensor_t *dy, tensor_t *dx, tensor_t *dweight) {
-    norm_backward_any(x, weight, NULL, rstd, dy, dx, dweight, NULL);
+    norm_backward_any(x, weight, NULL, rstd, dy, dx, 0, dweight, NULL);
 }
