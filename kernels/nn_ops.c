@@ -134,21 +134,6 @@ void linear_backward(const tensor_t *x, const tensor_t *w, const tensor_t *dy, t
              linear_backward_cuda(x, w, dy, dx, dx_accumulate, dw, db));
 }
 
-void linear_gelu_forward(const tensor_t *x, const tensor_t *w, const tensor_t *b, tensor_t *pre, tensor_t *y) {
-    const char *op = "linear_gelu_forward";
-    linear_check(op, x, w, b, y, "y");
-    expect_same(op, "pre", pre, y);
-    check_args(op, x->device, 5, (const tensor_t *[]){x, w, b, pre, y}, (const char *[]){"x", "w", "b", "pre", "y"},
-               "aaaaa");
-    if (x->device == DEVICE_CUDA) {
-        expect_same_dtype(op, "w", w, x, "x");
-        expect_same_dtype(op, "y", y, x, "x");
-        expect_same_dtype(op, "pre", pre, x, "x");
-        if (b) expect_same_dtype(op, "b", b, x, "x");
-    }
-    DISPATCH(x->device, linear_gelu_forward_cpu(x, w, b, pre, y), linear_gelu_forward_cuda(x, w, b, pre, y));
-}
-
 void linear_backward_gelu_input(const tensor_t *x, const tensor_t *pre, const tensor_t *w, const tensor_t *dy,
                                 tensor_t *dpre, tensor_t *dw, tensor_t *db) {
     const char *op = "linear_backward_gelu_input";

@@ -36,12 +36,10 @@ void linear_forward(const tensor_t *x, const tensor_t *w, const tensor_t *b, ten
  * q, k and v input gradients); dw f32 [N, K] (+=), db f32 [N] (+=, NULL when there is no bias). */
 void linear_backward(const tensor_t *x, const tensor_t *w, const tensor_t *dy, tensor_t *dx, int dx_accumulate,
                      tensor_t *dw, tensor_t *db);
-/* The feed-forward pair fused (CUDA: GELU in cuBLASLt's epilogue, so the wide hidden tensor is
- * not read again): pre = x w^T + b (=, kept for the backward) and y = gelu(pre) (=), gelu as
- * gelu_forward. Shapes and dtypes as linear_forward, pre like y. */
-void linear_gelu_forward(const tensor_t *x, const tensor_t *w, const tensor_t *b, tensor_t *pre, tensor_t *y);
-/* linear_backward of a layer whose input is x = gelu(pre): instead of dx it writes the gradient at
- * the GELU's input, dpre = (dy w) * gelu'(pre) (=, like x); dw and db as linear_backward. */
+/* linear_backward of a layer whose input is x = gelu(pre) (the feed-forward's second linear):
+ * instead of dx it writes the gradient at the GELU's input, dpre = (dy w) * gelu'(pre) (=, like
+ * x); dw and db as linear_backward. CUDA: the GELU derivative runs in cuBLASLt's epilogue, so the
+ * wide hidden tensor is not read and written again. */
 void linear_backward_gelu_input(const tensor_t *x, const tensor_t *pre, const tensor_t *w, const tensor_t *dy,
                                 tensor_t *dpre, tensor_t *dw, tensor_t *db);
 

@@ -140,10 +140,13 @@ static void layout(dit_t *m, arena_t *ar) {
         a->x2 = arena_tensor(ar, res, 3, BLC);
         a->n2 = arena_tensor(ar, act, 3, BLC), a->h2 = arena_tensor(ar, act, 3, BLC);
         a->n2_mean = arena_tensor(ar, res, 1, BL), a->n2_rstd = arena_tensor(ar, res, 1, BL);
-        a->f1 = arena_tensor(ar, act, 3, (int64_t[]){B, L, Fd}), a->f2 = arena_tensor(ar, act, 3, (int64_t[]){B, L, Fd});
+        if (!m->recompute) a->f1 = arena_tensor(ar, act, 3, (int64_t[]){B, L, Fd}); /* else per layer, below */
+        a->f2 = arena_tensor(ar, act, 3, (int64_t[]){B, L, Fd});
         a->y2 = arena_tensor(ar, act, 3, BLC);
     }
     m->attn_saved_bytes = layout_attn(m, ar, act);
+    if (m->recompute)
+        for (int l = 0; l < m->cfg.layers; l++) A->attn[l].ffn_pre = arena_tensor(ar, act, 3, (int64_t[]){B, L, Fd});
     for (int l = 0; l <= m->cfg.layers; l++)
         A->xs[l] = m->forward_only && l >= 2 ? A->xs[l & 1] : arena_tensor(ar, res, 3, BLC);
     for (int l = 0; l < m->cfg.layers; l++) A->e_blk[l] = arena_tensor(ar, res, 3, E6);

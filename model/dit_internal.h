@@ -21,11 +21,14 @@ typedef struct block_params {
  * output and everything the attention backward reads besides q, k, v, which are recomputed (dense:
  * lse; SLA: the whole sla_saved_t; ops.h's backends keep nothing else between forward and
  * backward). Forward-only, every layer's entry is the same store, with lse and/or sla as the
- * model's layers need. */
+ * model's layers need. Under recompute each layer also keeps its feed-forward hidden before the
+ * GELU (ffn_pre), so that the re-run skips the block's widest GEMM and only re-applies the GELU;
+ * without recompute ffn_pre is an empty descriptor and the block set's f1 holds it. */
 typedef struct attn_saved {
-    tensor_t ao;     /* act [B,H,L,D] */
-    tensor_t lse;    /* f32 [B,H,L] on dense layers; an empty descriptor on SLA layers */
-    sla_saved_t sla; /* SLA layers; empty descriptors on dense layers */
+    tensor_t ao;      /* act [B,H,L,D] */
+    tensor_t lse;     /* f32 [B,H,L] on dense layers; an empty descriptor on SLA layers */
+    sla_saved_t sla;  /* SLA layers; empty descriptors on dense layers */
+    tensor_t ffn_pre; /* act [B,L,ffn_dim] under recompute */
 } attn_saved_t;
 
 /* What the rest of one block's backward needs (one set per block, or a single reused set with
@@ -41,7 +44,8 @@ typedef struct block_acts {
     tensor_t ck_lin, ck_rstd, ckn, ckh, cv_lin, cvh; /* cross k, v of the text [B,Lt,C] / [B,H,Lt,D] */
     tensor_t co, clse, cm, y3, x2;                 /* cross out, merged, o-proj out, x1 + y3 (res) */
     tensor_t n2, h2, n2_mean, n2_rstd;             /* LN2, modulated */
-    tensor_t f1, f2, y2;                           /* FFN hidden pre/post GELU (act [B,L,F]), out */
+    tensor_t f1, f2, y2;                           /* FFN hidden pre/post GELU (act [B,L,F]; f1 empty under
+                                                      recompute: attn_saved_t.ffn_pre), out */
 } block_acts_t;
 
 /* Gradient scratch shared by every block's backward. */
@@ -81,9 +85,10 @@ struct dit_acts {
     tensor_t de0flat, des, de1s, dctx_act, dctx_h2, dctx_h1, dx0_act;
 };
 
-/* dit_block.c. With attn_kept, block_forward takes the self-attention's result from acts->attn[layer]
- * (written by an earlier call for the same input) instead of computing it: the recompute pass. */
-void block_forward(dit_t *m, int layer, block_acts_t *a, const tensor_t *x_in, tensor_t *x_out, int attn_kept);
+/* dit_block.c. With kept (the recompute pass), block_forward takes the self-attention's result and
+ * the FFN hidden before GELU from acts->attn[layer] (written by an earlier call for the same
+ * input) instead of computing them. */
+void block_forward(dit_t *m, int layer, block_acts_t *a, const tensor_t *x_in, tensor_t *x_out, int kept);
 void block_backward(dit_t *m, int layer, block_acts_t *a);
 
 /* The same data under another shape with as many elements (CHECKed). */

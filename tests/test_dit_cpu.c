@@ -6,8 +6,8 @@
  * 3. SLA at rho = 1 (complement, proj zero) gives the dense-attention model's output;
  * 4. recomputation in the backward (which reuses each layer's kept self-attention) gives
  *    bit-identical gradients, for SLA, dense and mixed models, after a forward on other inputs;
- *    spoiling a kept output changes them (the pass reads it); both modes keep the same attention
- *    stores and recompute keeps less in all;
+ *    spoiling a kept attention output or a kept FFN hidden changes them (the pass reads both);
+ *    both modes keep the same attention stores and recompute keeps less in all;
  * 5. text shorter than text_len is zero-padded: the same as passing the padded text;
  * 6. a forward-only model (DIT_FORWARD_ONLY) predicts bit-identically to a training model on the
  *    same weights and inputs (after a forward on other inputs), for dense, SLA and mixed models,
@@ -209,6 +209,13 @@ static void check_recompute(const char *label, const model_config_t *c) {
     dit_backward(&m1, &in.g);
     EXPECT(memcmp(m0.grads.data, m1.grads.data, tensor_bytes(&m0.grads)),
            "%s: the recompute pass ignored the kept self-attention output", label);
+    /* and the kept FFN hidden (the last layer's: its re-run comes first) */
+    loss(&m1, &in);
+    tensor_zero(&m1.acts->attn[c->layers - 1].ffn_pre);
+    dit_zero_grads(&m1);
+    dit_backward(&m1, &in.g);
+    EXPECT(memcmp(m0.grads.data, m1.grads.data, tensor_bytes(&m0.grads)),
+           "%s: the recompute pass ignored the kept FFN hidden", label);
     EXPECT(m0.attn_saved_bytes == m1.attn_saved_bytes && m1.attn_saved_bytes > 0 && m1.arena.size < m0.arena.size,
            "%s: attention stores %zu / %zu bytes, arenas %zu / %zu bytes without / with recompute", label,
            m0.attn_saved_bytes, m1.attn_saved_bytes, m0.arena.size, m1.arena.size);

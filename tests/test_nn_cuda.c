@@ -159,37 +159,26 @@ static void test_linear(int M, int K, int N, dtype_t dt) {
     for (int i = 0; i < 8; i++) arg_free(all[i]);
 }
 
-/* The feed-forward pair: pre = x w^T + b, y = gelu(pre); then the backward of a layer whose input
- * is gelu(pre): dpre = (dy2 w2) gelu'(pre), dw2 and db2 (+=). Independent random tensors for each
- * argument (the op does not need x2 = gelu(pre) to be meaningful). */
+/* The backward of the feed-forward's second linear, whose input is gelu(pre): dpre = (dy w)
+ * gelu'(pre), dw and db (+=). Independent random tensors for each argument (the op does not need
+ * x = gelu(pre) to be meaningful). */
 static void test_linear_gelu(int M, int K, int N, dtype_t dt) {
-    printf("linear+gelu M=%d K=%d N=%d %s:\n", M, K, N, dtype_name(dt));
-    int N2 = 24;
-    arg_t x = arg_new(2, (int64_t[]){M, K}, dt, 1, 0), w = arg_new(2, (int64_t[]){N, K}, dt, 0.15, 0);
-    arg_t b = arg_new(1, (int64_t[]){N}, dt, 1, 0);
-    arg_t pre = out_new(2, (int64_t[]){M, N}, dt), y = out_new(2, (int64_t[]){M, N}, dt);
-    linear_gelu_forward(&x.h, &w.h, &b.h, &pre.h, &y.h);
-    linear_gelu_forward(&x.r, &w.r, &b.r, &pre.r, &y.r);
-    linear_gelu_forward(&x.d, &w.d, &b.d, &pre.d, &y.d);
-    judge("pre", &pre);
-    arg_t x2 = arg_new(2, (int64_t[]){M, N}, dt, 1, 0), p2 = arg_new(2, (int64_t[]){M, N}, dt, 1.5, 0);
-    arg_t w2 = arg_new(2, (int64_t[]){N2, N}, dt, 0.2, 0), dy2 = arg_new(2, (int64_t[]){M, N2}, dt, 1, 0);
-    arg_t dpre = out_new(2, (int64_t[]){M, N}, dt), dw2 = out_new(2, (int64_t[]){N2, N}, DTYPE_F32);
-    arg_t db2 = out_new(1, (int64_t[]){N2}, DTYPE_F32);
-    linear_backward_gelu_input(&x2.h, &p2.h, &w2.h, &dy2.h, &dpre.h, &dw2.h, &db2.h);
-    linear_backward_gelu_input(&x2.r, &p2.r, &w2.r, &dy2.r, &dpre.r, &dw2.r, &db2.r);
-    linear_backward_gelu_input(&x2.d, &p2.d, &w2.d, &dy2.d, &dpre.d, &dw2.d, &db2.d);
-    if (dt == DTYPE_F32) { /* the epilogue's tanh is not correctly rounded (about 1e-6 relative), but */
-        judge_close("y = gelu(pre), f32", &y, 1e-5); /* GELU-erf would be 1e-4 off */
-        judge_close("dpre, f32", &dpre, 1e-5);
-    } else {
-        judge("y = gelu(pre)", &y);
-        judge("dpre", &dpre);
-    }
-    judge("dw2", &dw2);
-    judge("db2", &db2);
-    arg_t *all[] = {&x, &w, &b, &pre, &y, &x2, &p2, &w2, &dy2, &dpre, &dw2, &db2};
-    for (int i = 0; i < 12; i++) arg_free(all[i]);
+    printf("linear backward through gelu M=%d K=%d N=%d %s:\n", M, K, N, dtype_name(dt));
+    arg_t x = arg_new(2, (int64_t[]){M, K}, dt, 1, 0), pre = arg_new(2, (int64_t[]){M, K}, dt, 1.5, 0);
+    arg_t w = arg_new(2, (int64_t[]){N, K}, dt, 0.2, 0), dy = arg_new(2, (int64_t[]){M, N}, dt, 1, 0);
+    arg_t dpre = out_new(2, (int64_t[]){M, K}, dt), dw = out_new(2, (int64_t[]){N, K}, DTYPE_F32);
+    arg_t db = out_new(1, (int64_t[]){N}, DTYPE_F32);
+    linear_backward_gelu_input(&x.h, &pre.h, &w.h, &dy.h, &dpre.h, &dw.h, &db.h);
+    linear_backward_gelu_input(&x.r, &pre.r, &w.r, &dy.r, &dpre.r, &dw.r, &db.r);
+    linear_backward_gelu_input(&x.d, &pre.d, &w.d, &dy.d, &dpre.d, &dw.d, &db.d);
+    /* fp32: the epilogue's tanh is not correctly rounded (7e-6 relative measured), but the
+     * derivative of GELU-erf would be about 1e-3 off */
+    if (dt == DTYPE_F32) judge_close("dpre, f32", &dpre, 5e-5);
+    else judge("dpre", &dpre);
+    judge("dw", &dw);
+    judge("db", &db);
+    arg_t *all[] = {&x, &pre, &w, &dy, &dpre, &dw, &db};
+    for (int i = 0; i < 7; i++) arg_free(all[i]);
 }
 
 /* ---- norms ------------------------------------------------------------------------------------------- */
@@ -419,9 +408,9 @@ int main(void) {
     test_linear(210, 200, 77, DTYPE_BF16);
     test_linear(37, 45, 29, DTYPE_BF16); /* odd leading dimensions */
     test_linear(3, 256, 96, DTYPE_F32);  /* the time MLP runs in fp32 */
-    test_linear_gelu(210, 200, 96, DTYPE_BF16); /* cuBLASLt's GELU epilogues */
-    test_linear_gelu(37, 45, 29, DTYPE_BF16);   /* odd: likely the unfused path */
-    test_linear_gelu(64, 64, 72, DTYPE_F32);    /* fp32: tight enough to tell GELU-tanh from GELU-erf */
+    test_linear_gelu(210, 96, 200, DTYPE_BF16); /* cuBLASLt's DGELU epilogue */
+    test_linear_gelu(37, 29, 45, DTYPE_BF16);   /* odd: likely the unfused path */
+    test_linear_gelu(64, 72, 64, DTYPE_F32);    /* fp32: tight enough to tell GELU-tanh from GELU-erf */
     test_layernorm(DTYPE_BF16, DTYPE_BF16, 1);
     test_layernorm(DTYPE_F32, DTYPE_BF16, 0); /* Wan: fp32 residual stream in */
     test_rmsnorm();

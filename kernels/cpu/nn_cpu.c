@@ -85,11 +85,6 @@ void linear_forward_cpu(const tensor_t *x, const tensor_t *w, const tensor_t *b,
     free(xd), free(wd), free(bd), free(yd);
 }
 
-void linear_gelu_forward_cpu(const tensor_t *x, const tensor_t *w, const tensor_t *b, tensor_t *pre, tensor_t *y) {
-    linear_forward_cpu(x, w, b, pre);
-    gelu_forward_cpu(pre, y);
-}
-
 void linear_backward_gelu_input_cpu(const tensor_t *x, const tensor_t *pre, const tensor_t *w, const tensor_t *dy,
                                     tensor_t *dpre, tensor_t *dw, tensor_t *db) {
     linear_backward_cpu(x, w, dy, dpre, 0, dw, db);

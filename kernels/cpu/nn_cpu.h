@@ -46,7 +46,6 @@ double mse_loss_f64(long n, const double *pred, const double *target, double gra
 void linear_forward_cpu(const tensor_t *x, const tensor_t *w, const tensor_t *b, tensor_t *y);
 void linear_backward_cpu(const tensor_t *x, const tensor_t *w, const tensor_t *dy, tensor_t *dx, int dx_accumulate,
                          tensor_t *dw, tensor_t *db);
-void linear_gelu_forward_cpu(const tensor_t *x, const tensor_t *w, const tensor_t *b, tensor_t *pre, tensor_t *y);
 void linear_backward_gelu_input_cpu(const tensor_t *x, const tensor_t *pre, const tensor_t *w, const tensor_t *dy,
                                     tensor_t *dpre, tensor_t *dw, tensor_t *db);
 void layernorm_forward_cpu(const tensor_t *x, const tensor_t *weight, const tensor_t *bias, float eps, tensor_t *y,

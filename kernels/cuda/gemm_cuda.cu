@@ -1,8 +1,8 @@
 /* kernels/cuda/gemm_cuda.cu — linear layers on the GPU: y = x w^T + b through cuBLASLt (bias fused
  * as its epilogue), dx = dy w and dw += dy^T x through cuBLASLt, db += column sums of dy. The
- * feed-forward pair also fuses its GELU: forward with GELU_AUX(_BIAS) (y = gelu(pre), pre kept as
- * the aux output), and the backward of the layer after it with DGELU (dpre = (dy w) gelu'(pre));
- * where cuBLASLt has no such kernel the same results come from the plain GEMM and the GELU ops.
+ * backward of the feed-forward's second linear also applies the GELU derivative in cuBLASLt's
+ * DGELU epilogue (dpre = (dy w) gelu'(pre)); where cuBLASLt has no such kernel the same result
+ * comes from the plain GEMM and gelu_backward.
  *
  * Inputs bf16 with fp32 compute (tensor cores), or fp32 with fp32 compute (no TF32: Wan runs the
  * time-embedding MLP in fp32). dw and db are fp32 and accumulated (+=, beta = 1); dx and y are
@@ -40,8 +40,7 @@ static void gemm_init(void) {
 /* What the epilogue does after C = op(A) op(B) + beta C (+ bias). */
 enum gemm_epi {
     EPI_NONE,
-    EPI_GELU_AUX, /* aux = the result (the GELU's input), C = gelu(result) */
-    EPI_DGELU     /* C = result * gelu'(aux) */
+    EPI_DGELU /* C = result * gelu'(aux) */
 };
 
 /* C [m, n] (column-major, ldc) = op(A) op(B) + beta C (+ bias[m] along columns), then epi with
@@ -98,10 +97,9 @@ static void lt_descs_make(const gemm_t *g, lt_descs_t *d) {
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&d->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSA, &g->ta, sizeof g->ta));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSB, &g->tb, sizeof g->tb));
-    cublasLtEpilogue_t epi = g->epi == EPI_GELU_AUX ? (g->bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX)
-                             : g->epi == EPI_DGELU ? CUBLASLT_EPILOGUE_DGELU
-                             : g->bias             ? CUBLASLT_EPILOGUE_BIAS
-                                                   : CUBLASLT_EPILOGUE_DEFAULT;
+    cublasLtEpilogue_t epi = g->epi == EPI_DGELU ? CUBLASLT_EPILOGUE_DGELU
+                             : g->bias            ? CUBLASLT_EPILOGUE_BIAS
+                                                  : CUBLASLT_EPILOGUE_DEFAULT;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
     if (g->bias) /* bias dtype = C's dtype (the default) */
         CUBLAS_CHECK(
@@ -210,17 +208,6 @@ extern "C" void linear_forward_cuda(const tensor_t *x, const tensor_t *w, const 
     gemm_t g = {CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, K, K, N, cuda_type(x->dtype), cuda_type(y->dtype),
                 w->data, x->data, b ? b->data : NULL, y->data, 0.0f, EPI_NONE, NULL};
     gemm_run(&g);
-}
-
-extern "C" void linear_gelu_forward_cuda(const tensor_t *x, const tensor_t *w, const tensor_t *b, tensor_t *pre,
-                                         tensor_t *y) {
-    int K = (int)x->shape[x->ndim - 1], N = (int)w->shape[0], M = (int)(tensor_numel(x) / K);
-    if (M == 0 || N == 0) return;
-    gemm_t g = {CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, K, K, N, cuda_type(x->dtype), cuda_type(y->dtype),
-                w->data, x->data, b ? b->data : NULL, y->data, 0.0f, EPI_GELU_AUX, pre->data};
-    if (gemm_lt(&g)) return;
-    linear_forward_cuda(x, w, b, pre);
-    gelu_forward_cuda(pre, y);
 }
 
 struct bias_grad_f {

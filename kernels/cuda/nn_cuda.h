@@ -18,7 +18,6 @@ extern "C" {
 void linear_forward_cuda(const tensor_t *x, const tensor_t *w, const tensor_t *b, tensor_t *y);
 void linear_backward_cuda(const tensor_t *x, const tensor_t *w, const tensor_t *dy, tensor_t *dx, int dx_accumulate,
                           tensor_t *dw, tensor_t *db);
-void linear_gelu_forward_cuda(const tensor_t *x, const tensor_t *w, const tensor_t *b, tensor_t *pre, tensor_t *y);
 void linear_backward_gelu_input_cuda(const tensor_t *x, const tensor_t *pre, const tensor_t *w, const tensor_t *dy,
                                      tensor_t *dpre, tensor_t *dw, tensor_t *db);
 void layernorm_forward_cuda(const tensor_t *x, const tensor_t *weight, const tensor_t *bias, float eps, tensor_t *y,
