@@ -8,6 +8,8 @@
  * topk_kernel     per query block: bitonic sort of (score desc, j asc) as 64-bit keys; critical =
  *                 the first kappa (or the caller's lut), negligible = the last n_negl non-critical;
  *                 both written ascending. Same rule as the CPU oracle up to rounding of the scores.
+ * topk_warp_kernel the same critical set without a sort (kappa rounds of a warp argmax) when there
+ *                 is no lut given, no negligible list and kappa <= 64: the common case.
  * rowmap_kernel   mark map [Tm, Tn] (0 marginal, 1 critical, 2 negligible) and the linear
  *                 branch's 0/1 marginal mask (bf16, a GEMM operand).
  * col_* kernels   transposed lists: per key block the ascending query blocks whose mark matches. */
@@ -89,14 +91,28 @@ __global__ void __launch_bounds__(256) pool_kernel(const bf16 *q, const bf16 *k,
     }
 }
 
-__global__ void kmean_kernel(const float *ksum, float *kbar, int N, int D, int blk_k, int Tn) {
-    const int bh = blockIdx.x, d = threadIdx.x;
-    if (d >= D) return;
+/* One CTA per head of KMEAN_THREADS threads: D columns x G = KMEAN_THREADS / D row groups; group g
+ * sums key blocks g, g + G, ... and the groups' partials are added in order (a fixed order). */
+constexpr int KMEAN_THREADS = 1024;
+__global__ void __launch_bounds__(KMEAN_THREADS) kmean_kernel(const float *ksum, float *kbar, int N, int D, int blk_k,
+                                                              int Tn) {
+    __shared__ float part[KMEAN_THREADS];
+    __shared__ float mu_sh[256];
+    const int bh = blockIdx.x, d = threadIdx.x % D, G = KMEAN_THREADS / D;
+    const int g = threadIdx.x / D < G ? threadIdx.x / D : Tn; /* threads past G * D (D not a power of 2) idle */
     const float *ks = ksum + (long)bh * Tn * D;
     float s = 0.f;
-    for (int j = 0; j < Tn; j++) s += ks[(long)j * D + d];
-    const float mu = s / (float)N;
-    for (int j = 0; j < Tn; j++) {
+    for (int j = g; j < Tn; j += G) s += ks[(long)j * D + d];
+    if (g < G) part[g * D + d] = s;
+    __syncthreads();
+    if (g == 0) {
+        float t = 0.f;
+        for (int h = 0; h < G; h++) t += part[h * D + d];
+        mu_sh[d] = t / (float)N;
+    }
+    __syncthreads();
+    const float mu = mu_sh[d];
+    for (int j = g; j < Tn; j += G) {
         int cnt = min(N, (j + 1) * blk_k) - j * blk_k;
         kbar[((long)bh * Tn + j) * D + d] = ks[(long)j * D + d] / (float)cnt - mu;
     }
@@ -132,6 +148,50 @@ __device__ __forceinline__ unsigned long long rank_key(float s, int j) {
     return ((unsigned long long)u << 32) | (0xFFFFFFFFu - (uint32_t)j);
 }
 __device__ __forceinline__ int key_j(unsigned long long key) { return (int)(0xFFFFFFFFu - (uint32_t)key); }
+
+/* The common case of topk_kernel (no imposed lut, no negligible list, kappa <= TOPK_WARP_MAX): one
+ * warp per query-block row picks the kappa largest rank keys one at a time (each lane keeps the
+ * best of its slice, the warp takes the best of the lanes, the winner's lane rescans), then writes
+ * the winners ascending. The same keys, so the same set as the sort. Dynamic smem: keys [warps][Tn]. */
+constexpr int TOPK_WARP_MAX = 64;
+constexpr int TOPK_WARP_SMEM = 32 * 1024;
+__global__ void __launch_bounds__(256) topk_warp_kernel(const float *scores, int *lut, long rows, int Tn, int kappa) {
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const long row = (long)blockIdx.x * (blockDim.x >> 5) + warp;
+    if (row >= rows) return; /* whole warps only; nothing below synchronises the block */
+    unsigned long long *keys = reinterpret_cast<unsigned long long *>(smem_raw) + (long)warp * Tn;
+    const float *s = scores + row * Tn;
+    unsigned long long mine = 0; /* the best key of this lane's slice j = lane, lane + 32, ... */
+    for (int j = lane; j < Tn; j += 32) {
+        unsigned long long k = rank_key(s[j], j);
+        keys[j] = k;
+        mine = k > mine ? k : mine;
+    }
+    for (int r = 0; r < kappa; r++) {
+        unsigned long long best = mine;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            unsigned long long y = __shfl_xor_sync(0xffffffffu, best, o);
+            best = y > best ? y : best;
+        }
+        const int jw = key_j(best); /* real keys are never 0: their low word is 0xFFFFFFFF - j */
+        if ((jw & 31) == lane) {
+            keys[jw] = 0; /* taken */
+            mine = 0;
+            for (int j = lane; j < Tn; j += 32) mine = keys[j] > mine ? keys[j] : mine;
+        }
+    }
+    __syncwarp();
+    int *lrow = lut + row * kappa, base = 0;
+    for (int j0 = 0; j0 < Tn; j0 += 32) {
+        const int j = j0 + lane;
+        const bool taken = j < Tn && keys[j] == 0;
+        const unsigned m = __ballot_sync(0xffffffffu, taken);
+        if (taken) lrow[base + __popc(m & ((1u << lane) - 1u))] = j;
+        base += __popc(m);
+    }
+}
 
 /* Dynamic smem: keys [P] u64, crit [Tn] u8, negl [Tn] u8 (padded), scan [max(P, Tn)] int. */
 __global__ void __launch_bounds__(SCAN_THREADS) topk_kernel(const float *scores, int *lut, int lut_given, int *neg,
@@ -277,7 +337,7 @@ void sla_pool_launch(const bf16 *q, const bf16 *k, int BH, int N, int D, int blk
     cudaStream_t st = cuda_stream();
     pool_kernel<<<dim3(Tm + Tn, BH), 256, 0, st>>>(q, k, qbar, ksum, N, D, blk_q, blk_k, Tm, Tn);
     CUDA_CHECK_LAUNCH();
-    kmean_kernel<<<BH, D, 0, st>>>(ksum, kbar, N, D, blk_k, Tn);
+    kmean_kernel<<<BH, KMEAN_THREADS, 0, st>>>(ksum, kbar, N, D, blk_k, Tn);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -290,6 +350,14 @@ void sla_scores_launch(const float *qbar, const float *kbar, int BH, int D, int 
 void sla_topk_launch(const float *scores, int BH, int Tm, int Tn, int kappa, int n_negl, int lut_given, int *lut,
                      int *neg, int neg_ld) {
     CHECK(Tn <= 8192, "SLA selection: %d key blocks exceed the GPU top-k limit of 8192", Tn);
+    if (!lut_given && n_negl == 0 && kappa <= TOPK_WARP_MAX && Tn * 8 <= TOPK_WARP_SMEM) {
+        const int warps = min(8, TOPK_WARP_SMEM / (Tn * 8));
+        const long rows = (long)BH * Tm;
+        topk_warp_kernel<<<(unsigned)((rows + warps - 1) / warps), 32 * warps, warps * Tn * 8, cuda_stream()>>>(
+            scores, lut, rows, Tn, kappa);
+        CUDA_CHECK_LAUNCH();
+        return;
+    }
     int P = next_pow2(Tn);
     int smem = P * 8 + P * 4 + 2 * ((Tn + 15) / 16) * 16 + 16;
     static int limit = 0;
