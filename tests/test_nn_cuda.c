@@ -162,7 +162,7 @@ static void test_linear(int M, int K, int N, dtype_t dt) {
 /* The backward of the feed-forward's second linear, whose input is gelu(pre): dpre = (dy w)
  * gelu'(pre), dw and db (+=). Independent random tensors for each argument (the op does not need
  * x = gelu(pre) to be meaningful). */
-static void test_linear_gelu(int M, int K, int N, dtype_t dt) {
+static void test_linear_backward_gelu(int M, int K, int N, dtype_t dt) {
     printf("linear backward through gelu M=%d K=%d N=%d %s:\n", M, K, N, dtype_name(dt));
     arg_t x = arg_new(2, (int64_t[]){M, K}, dt, 1, 0), pre = arg_new(2, (int64_t[]){M, K}, dt, 1.5, 0);
     arg_t w = arg_new(2, (int64_t[]){N, K}, dt, 0.2, 0), dy = arg_new(2, (int64_t[]){M, N}, dt, 1, 0);
@@ -408,9 +408,9 @@ int main(void) {
     test_linear(210, 200, 77, DTYPE_BF16);
     test_linear(37, 45, 29, DTYPE_BF16); /* odd leading dimensions */
     test_linear(3, 256, 96, DTYPE_F32);  /* the time MLP runs in fp32 */
-    test_linear_gelu(210, 96, 200, DTYPE_BF16); /* cuBLASLt's DGELU epilogue */
-    test_linear_gelu(37, 29, 45, DTYPE_BF16);   /* odd: likely the unfused path */
-    test_linear_gelu(64, 72, 64, DTYPE_F32);    /* fp32: tight enough to tell GELU-tanh from GELU-erf */
+    test_linear_backward_gelu(210, 96, 200, DTYPE_BF16); /* cuBLASLt's DGELU epilogue */
+    test_linear_backward_gelu(37, 29, 45, DTYPE_BF16);   /* odd: likely the unfused path */
+    test_linear_backward_gelu(64, 72, 64, DTYPE_F32);    /* fp32: tight enough to tell GELU-tanh from GELU-erf */
     test_layernorm(DTYPE_BF16, DTYPE_BF16, 1);
     test_layernorm(DTYPE_F32, DTYPE_BF16, 0); /* Wan: fp32 residual stream in */
     test_rmsnorm();
