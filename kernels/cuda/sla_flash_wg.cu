@@ -2,12 +2,14 @@
  * sm_90a), a drop-in for sla_flash.cu's mma.sync forward with the same FlashParams contract: dense
  * attention without a lut, SLA's sparse branch with one (a query block visits its kept key blocks).
  *
- * wg_fwd_kernel  one CTA per query block of 64 NWG rows: one consumer warpgroup (128 threads) per
- *                64 rows and one producer warp. Q and WNST stages of 64-row K/V tiles live in
- *                shared memory in the sw128 layout (sla_wgmma.cuh); the producer fills them with
- *                bulk tensor copies (TMA, zero-filled past the ends) that complete on a "full"
- *                mbarrier per stage, and refills a stage once every consumer warp has arrived on its
- *                "empty" mbarrier, so the warpgroups never wait for each other. Per key tile it of a
+ * wg_fwd_kernel  a persistent grid (as many CTAs as fit at once) whose CTAs take query blocks of
+ *                64 NWG rows in turn: one consumer warpgroup (128 threads) per 64 rows and one
+ *                producer warp. Q (two buffers: the next block's loads while this one finishes) and
+ *                WNST stages of 64-row K/V tiles live in shared memory in the sw128 layout
+ *                (sla_wgmma.cuh); the producer fills them with bulk tensor copies (TMA, zero-filled
+ *                past the ends) that complete on a "full" mbarrier per stage, and refills a stage
+ *                once every consumer warp has arrived on its "empty" mbarrier (stages are numbered
+ *                across query blocks), so the warpgroups never wait for each other. Per key tile it of a
  *                warpgroup: S_it = Q K_it^T is issued, then O += P_{it-1} V_{it-1} (P in registers),
  *                and the online softmax of S_it runs on the CUDA cores while the tensor cores do
  *                the P V product; O is rescaled once that product is done. Writes o (or o += Os
@@ -31,168 +33,196 @@ constexpr int WNST = 4;       /* K/V stages: tile it (S), it - 1 (P V) and two c
 
 template <int D, int NWG> struct WgFwdSmem {
     static constexpr int BQ = 64 * NWG;
-    static constexpr int q = BQ * D * 2;    /* bytes of the Q tile */
+    static constexpr int q = BQ * D * 2;    /* bytes of one Q tile (two buffers) */
     static constexpr int tile = WKT * D * 2; /* bytes of one K or V tile */
-    static constexpr int bars = q + WNST * 2 * tile;   /* full[WNST], empty[WNST], q: 8 bytes each */
-    static constexpr int total = bars + 8 * (2 * WNST + 1) + 1024; /* + slack for 1024-byte alignment */
+    static constexpr int bars = 2 * q + WNST * 2 * tile; /* full[WNST], empty[WNST], qfull[2], qempty[2] */
+    static constexpr int total = bars + 8 * (2 * WNST + 4) + 1024; /* + slack for 1024-byte alignment */
 };
 
+/* Persistent: CTA c does the query blocks (items) c, c + gridDim.x, ... (item = bh * nqb + qb).
+ * The K/V stages are numbered across items (g), so the producer runs ahead into the next item's
+ * Q (two buffers) and tiles while the consumers finish this one's P V and write it out. */
 template <int D, int NWG>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1)
     wg_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
-                  const __grid_constant__ CUtensorMap tv, FlashParams p) {
+                  const __grid_constant__ CUtensorMap tv, FlashParams p, int nqb, int items) {
 #ifdef SLA_WGMMA_DEVICE
     using S = WgFwdSmem<D, NWG>;
     constexpr int BQ = S::BQ, ND = D / 8, T = S::tile;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
-    const uint32_t sQ = (smem_u32(smem_raw) + 1023u) & ~1023u, sKV = sQ + S::q, sBar = sQ + S::bars;
+    const uint32_t sQ = (smem_u32(smem_raw) + 1023u) & ~1023u, sKV = sQ + 2 * S::q, sBar = sQ + S::bars;
     auto full = [&](int st) { return sBar + 8 * st; };
     auto empty = [&](int st) { return sBar + 8 * (WNST + st); };
-    const uint32_t qbar = sBar + 16 * WNST;
+    auto qfull = [&](int b) { return sBar + 8 * (2 * WNST + b); };
+    auto qempty = [&](int b) { return sBar + 8 * (2 * WNST + 2 + b); };
     const int tid = threadIdx.x, wg = tid >> 7, w = (tid >> 5) & 3, lane = tid & 31, t = lane & 3;
-    const int bh = blockIdx.y, qb = blockIdx.x, q0 = qb * BQ;
-    const TileSeq seq = key_seq(p, bh, qb);
-    const int n = seq.size();
 
     if (tid == 0) {
         for (int st = 0; st < WNST; st++) mbar_init(full(st), 1), mbar_init(empty(st), NWG * 4);
-        mbar_init(qbar, 1);
+        for (int b = 0; b < 2; b++) mbar_init(qfull(b), 1), mbar_init(qempty(b), NWG * 4);
         wg_proxy_fence();
     }
     __syncthreads();
     if (tid >= NWG * 128) { /* the producer warp: one lane issues every copy */
         if (lane == 0) {
-            mbar_expect_tx(qbar, S::q);
-            for (int g = 0; g < NWG; g++)
-                for (int sl = 0; sl < D / 64; sl++) tma_load_3d(sQ + sl * BQ * 128 + g * 64 * 128, &tq, sl * 64, q0 + g * 64, bh, qbar);
-            for (int i = 0; i < n; i++) {
-                const int st = i % WNST, row = seq.tile(i) * WKT;
-                if (i >= WNST) mbar_wait(empty(st), (i / WNST - 1) & 1);
-                mbar_expect_tx(full(st), 2 * T);
-                for (int sl = 0; sl < D / 64; sl++) {
-                    tma_load_3d(sKV + st * 2 * T + sl * WKT * 128, &tk, sl * 64, row, bh, full(st));
-                    tma_load_3d(sKV + st * 2 * T + T + sl * WKT * 128, &tv, sl * 64, row, bh, full(st));
+            long g = 0; /* K/V tiles issued so far, over all items */
+            for (int item = blockIdx.x, k = 0; item < items; item += gridDim.x, k++) {
+                const int bh = item / nqb, qb = item % nqb, b = k & 1;
+                const TileSeq seq = key_seq(p, bh, qb);
+                const int n = seq.size();
+                if (k >= 2) mbar_wait(qempty(b), ((k >> 1) - 1) & 1); /* item k - 2 is done with buffer b */
+                mbar_expect_tx(qfull(b), S::q);
+                for (int gq = 0; gq < NWG; gq++)
+                    for (int sl = 0; sl < D / 64; sl++)
+                        tma_load_3d(sQ + b * S::q + sl * BQ * 128 + gq * 64 * 128, &tq, sl * 64, qb * BQ + gq * 64, bh,
+                                    qfull(b));
+                for (int i = 0; i < n; i++, g++) {
+                    const int st = (int)(g % WNST), row = seq.tile(i) * WKT;
+                    if (g >= WNST) mbar_wait(empty(st), (int)((g / WNST - 1) & 1));
+                    mbar_expect_tx(full(st), 2 * T);
+                    for (int sl = 0; sl < D / 64; sl++) {
+                        tma_load_3d(sKV + st * 2 * T + sl * WKT * 128, &tk, sl * 64, row, bh, full(st));
+                        tma_load_3d(sKV + st * 2 * T + T + sl * WKT * 128, &tv, sl * 64, row, bh, full(st));
+                    }
                 }
             }
         }
         return;
     }
 
-    const uint64_t dQ = wg_desc(sQ + wg * 64 * 128, 16, 1024);
     const float sl2 = SLA_LOG2E * rsqrtf((float)D);
-    float o[ND][4], s[8][4];
-    uint32_t pa[4][4];
-    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    long g0 = 0; /* this item's first tile in the stage numbering */
+    for (int item = blockIdx.x, k = 0; item < items; item += gridDim.x, k++) {
+        const int bh = item / nqb, qb = item % nqb, q0 = qb * BQ, b = k & 1;
+        const TileSeq seq = key_seq(p, bh, qb);
+        const int n = seq.size();
+        const uint64_t dQ = wg_desc(sQ + b * S::q + wg * 64 * 128, 16, 1024);
+        float o[ND][4], s[8][4];
+        uint32_t pa[4][4];
+        float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
 #pragma unroll
-    for (int j = 0; j < ND; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
-    mbar_wait(qbar, 0);
+        for (int j = 0; j < ND; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+        mbar_wait(qfull(b), (k >> 1) & 1);
 
-    /* Iteration it: wait for tile it, issue S = Q K_it^T. */
-    auto stage_and_issue_s = [&](int it) {
-        mbar_wait(full(it % WNST), (it / WNST) & 1);
-        const uint32_t sK = sKV + (it % WNST) * 2 * T;
-        wg_fence();
+        /* Iteration it: wait for tile it, issue S = Q K_it^T. */
+        auto stage_and_issue_s = [&](int it) {
+            const long gi = g0 + it;
+            mbar_wait(full((int)(gi % WNST)), (int)((gi / WNST) & 1));
+            const uint32_t sK = sKV + (int)(gi % WNST) * 2 * T;
+            wg_fence();
 #pragma unroll
-        for (int kk = 0; kk < D / 16; kk++)
-            wgmma_ss_n64(s, wg_desc_add(dQ, (kk >> 2) * BQ * 128 + (kk & 3) * 32),
-                         wg_desc(sK + (kk >> 2) * WKT * 128 + (kk & 3) * 32, 16, 1024), kk > 0);
-        wg_commit();
-    };
-    /* Tile it is no longer read by this warp. */
-    auto release = [&](int it) {
-        if (lane == 0) mbar_arrive(empty(it % WNST));
-    };
-    /* o += P V_it (P in pa). */
-    auto issue_pv = [&](int it) {
-        const uint32_t sV = sKV + (it % WNST) * 2 * T + T;
+            for (int kk = 0; kk < D / 16; kk++)
+                wgmma_ss_n64(s, wg_desc_add(dQ, (kk >> 2) * BQ * 128 + (kk & 3) * 32),
+                             wg_desc(sK + (kk >> 2) * WKT * 128 + (kk & 3) * 32, 16, 1024), kk > 0);
+            wg_commit();
+        };
+        /* Tile it is no longer read by this warp. */
+        auto release = [&](int it) {
+            if (lane == 0) mbar_arrive(empty((int)((g0 + it) % WNST)));
+        };
+        /* o += P V_it (P in pa). */
+        auto issue_pv = [&](int it) {
+            const uint32_t sV = sKV + (int)((g0 + it) % WNST) * 2 * T + T;
 #pragma unroll
-        for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(o, pa[kk], wg_desc(sV + kk * 2048, WKT * 128, 1024), 1);
-        wg_commit();
-    };
-    /* s <- exp2(scale s - new max) with the running max and sum updated; c: the old terms' factor.
-     * Keys past Nk are masked only in a partial tile; the scale is folded into the exponent. */
-    auto softmax = [&](int it, float &c0, float &c1) {
-        const long k0 = (long)seq.tile(it) * WKT;
-        if (k0 + WKT > p.Nk) {
+            for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(o, pa[kk], wg_desc(sV + kk * 2048, WKT * 128, 1024), 1);
+            wg_commit();
+        };
+        /* s <- exp2(scale s - new max) with the running max and sum updated; c: the old terms' factor.
+         * Keys past Nk are masked only in a partial tile; the scale is folded into the exponent. */
+        auto softmax = [&](int it, float &c0, float &c1) {
+            const long k0 = (long)seq.tile(it) * WKT;
+            if (k0 + WKT > p.Nk) {
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        if (k0 + j * 8 + 2 * t + (e & 1) >= p.Nk) s[j][e] = -INFINITY;
+            }
+            float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
             for (int j = 0; j < 8; j++)
+                mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1])), mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
+            mx0 = fmaxf(m0, quad_max(mx0) * sl2), mx1 = fmaxf(m1, quad_max(mx1) * sl2);
+            const float r0 = mx0 == -INFINITY ? 0.f : mx0, r1 = mx1 == -INFINITY ? 0.f : mx1;
+            c0 = fast_exp2(m0 - r0), c1 = fast_exp2(m1 - r1);
+            m0 = mx0, m1 = mx1;
+            float ps0 = 0.f, ps1 = 0.f;
 #pragma unroll
-                for (int e = 0; e < 4; e++)
-                    if (k0 + j * 8 + 2 * t + (e & 1) >= p.Nk) s[j][e] = -INFINITY;
-        }
-        float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-        for (int j = 0; j < 8; j++) mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1])), mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
-        mx0 = fmaxf(m0, quad_max(mx0) * sl2), mx1 = fmaxf(m1, quad_max(mx1) * sl2);
-        const float r0 = mx0 == -INFINITY ? 0.f : mx0, r1 = mx1 == -INFINITY ? 0.f : mx1;
-        c0 = fast_exp2(m0 - r0), c1 = fast_exp2(m1 - r1);
-        m0 = mx0, m1 = mx1;
-        float ps0 = 0.f, ps1 = 0.f;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            s[j][0] = fast_exp2(fmaf(s[j][0], sl2, -r0)), s[j][1] = fast_exp2(fmaf(s[j][1], sl2, -r0));
-            s[j][2] = fast_exp2(fmaf(s[j][2], sl2, -r1)), s[j][3] = fast_exp2(fmaf(s[j][3], sl2, -r1));
-            ps0 += s[j][0] + s[j][1], ps1 += s[j][2] + s[j][3];
-        }
-        l0 = l0 * c0 + ps0, l1 = l1 * c1 + ps1;
-    };
+            for (int j = 0; j < 8; j++) {
+                s[j][0] = fast_exp2(fmaf(s[j][0], sl2, -r0)), s[j][1] = fast_exp2(fmaf(s[j][1], sl2, -r0));
+                s[j][2] = fast_exp2(fmaf(s[j][2], sl2, -r1)), s[j][3] = fast_exp2(fmaf(s[j][3], sl2, -r1));
+                ps0 += s[j][0] + s[j][1], ps1 += s[j][2] + s[j][3];
+            }
+            l0 = l0 * c0 + ps0, l1 = l1 * c1 + ps1;
+        };
 
-    if (n > 0) {
-        float c0, c1;
-        stage_and_issue_s(0);
-        wg_wait<0>();
-        wg_pin(s);
-        softmax(0, c0, c1);
+        if (n > 0) {
+            float c0, c1;
+            stage_and_issue_s(0);
+            wg_wait<0>();
+            wg_pin(s);
+            softmax(0, c0, c1);
 #pragma unroll
-        for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(pa[kk], s, kk);
-    }
-    for (int it = 1; it < n; it++) {
-        float c0, c1;
-        stage_and_issue_s(it);
-        issue_pv(it - 1);
-        wg_wait<1>(); /* S_it is in s; P_{it-1} V_{it-1} may still run */
-        wg_pin(s);
-        softmax(it, c0, c1);
-        wg_wait<0>();
-        wg_pin(o);
-        wg_pin(pa);
-        release(it - 1);
-        if (__any_sync(0xffffffffu, c0 != 1.f || c1 != 1.f)) { /* once the maxima settle, mostly skipped */
+            for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(pa[kk], s, kk);
+        }
+        for (int it = 1; it < n; it++) {
+            float c0, c1;
+            stage_and_issue_s(it);
+            issue_pv(it - 1);
+            wg_wait<1>(); /* S_it is in s; P_{it-1} V_{it-1} may still run */
+            wg_pin(s);
+            softmax(it, c0, c1);
+            wg_wait<0>();
+            wg_pin(o);
+            wg_pin(pa);
+            release(it - 1);
+            if (__any_sync(0xffffffffu, c0 != 1.f || c1 != 1.f)) { /* once the maxima settle, mostly skipped */
 #pragma unroll
-            for (int j = 0; j < ND; j++) o[j][0] *= c0, o[j][1] *= c0, o[j][2] *= c1, o[j][3] *= c1;
+                for (int j = 0; j < ND; j++) o[j][0] *= c0, o[j][1] *= c0, o[j][2] *= c1, o[j][3] *= c1;
+            }
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(pa[kk], s, kk);
+        }
+        if (lane == 0) mbar_arrive(qempty(b)); /* every S of this item is complete: Q buffer b is free */
+        if (n > 0) {
+            wg_fence();
+            issue_pv(n - 1);
+            wg_wait<0>();
+            wg_pin(o);
+            release(n - 1);
+        }
+        g0 += n;
+
+        const float L0 = quad_sum(l0), L1 = quad_sum(l1);
+        const float i0 = L0 > 0.f ? 1.f / L0 : 0.f, i1 = L1 > 0.f ? 1.f / L1 : 0.f;
+        const int rbase = q0 + wg * 64 + w * 16, row0 = rbase + (lane >> 2), row1 = row0 + 8;
+        if (t == 0) {
+            if (row0 < p.Nq) p.lse_out[(long)bh * p.Nq + row0] = (m0 + log2f(L0)) * SLA_LN2;
+            if (row1 < p.Nq) p.lse_out[(long)bh * p.Nq + row1] = (m1 + log2f(L1)) * SLA_LN2;
         }
 #pragma unroll
-        for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(pa[kk], s, kk);
+        for (int j = 0; j < ND; j++) o[j][0] *= i0, o[j][1] *= i0, o[j][2] *= i1, o[j][3] *= i1;
+        if (p.os) frag_store_global<ND>(o, p.os + (long)bh * p.Nq * D, D, rbase, p.Nq, lane);
+        frag_store_global_add<ND>(o, 1.f, p.o + (long)bh * p.Nq * D, D, rbase, p.Nq, p.add, lane);
     }
-    if (n > 0) {
-        wg_fence();
-        issue_pv(n - 1);
-        wg_wait<0>();
-        wg_pin(o);
-    }
-
-    const float L0 = quad_sum(l0), L1 = quad_sum(l1);
-    const float i0 = L0 > 0.f ? 1.f / L0 : 0.f, i1 = L1 > 0.f ? 1.f / L1 : 0.f;
-    const int rbase = q0 + wg * 64 + w * 16, row0 = rbase + (lane >> 2), row1 = row0 + 8;
-    if (t == 0) {
-        if (row0 < p.Nq) p.lse_out[(long)bh * p.Nq + row0] = (m0 + log2f(L0)) * SLA_LN2;
-        if (row1 < p.Nq) p.lse_out[(long)bh * p.Nq + row1] = (m1 + log2f(L1)) * SLA_LN2;
-    }
-#pragma unroll
-    for (int j = 0; j < ND; j++) o[j][0] *= i0, o[j][1] *= i0, o[j][2] *= i1, o[j][3] *= i1;
-    if (p.os) frag_store_global<ND>(o, p.os + (long)bh * p.Nq * D, D, rbase, p.Nq, lane);
-    frag_store_global_add<ND>(o, 1.f, p.o + (long)bh * p.Nq * D, D, rbase, p.Nq, p.add, lane);
 #endif
 }
 
 template <int D, int NWG> void launch_wg_fwd(const FlashParams &p, int BH) {
-    constexpr int smem = WgFwdSmem<D, NWG>::total;
-    static bool init = false;
-    if (!init) sla_smem_limit(wg_fwd_kernel<D, NWG>, smem), init = true;
+    constexpr int smem = WgFwdSmem<D, NWG>::total, threads = NWG * 128 + 32;
+    static int ctas = 0; /* resident CTAs on the whole GPU */
+    if (!ctas) {
+        sla_smem_limit(wg_fwd_kernel<D, NWG>, smem);
+        int dev = 0, sms = 0, per_sm = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, wg_fwd_kernel<D, NWG>, threads, smem));
+        ctas = sms * (per_sm > 0 ? per_sm : 1);
+    }
     if (p.Nq == 0) return;
     const CUtensorMap tq = wg_tile_map(p.q, BH, p.Nq, D), tk = wg_tile_map(p.k, BH, p.Nk, D), tv = wg_tile_map(p.v, BH, p.Nk, D);
-    dim3 grid((p.Nq + 64 * NWG - 1) / (64 * NWG), BH);
-    wg_fwd_kernel<D, NWG><<<grid, NWG * 128 + 32, smem, cuda_stream()>>>(tq, tk, tv, p);
+    const int nqb = (p.Nq + 64 * NWG - 1) / (64 * NWG), items = nqb * BH;
+    wg_fwd_kernel<D, NWG><<<items < ctas ? items : ctas, threads, smem, cuda_stream()>>>(tq, tk, tv, p, nqb, items);
     CUDA_CHECK_LAUNCH();
 }
 
