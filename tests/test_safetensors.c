@@ -413,11 +413,7 @@ static void test_robustness(void) {
 }
 
 int main(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/test_safetensors.XXXXXX");
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    test_make_dir(g_dir, sizeof g_dir, "test_safetensors");
     model_config_t cfg;
     char err[256];
     param_table_t t;

@@ -178,11 +178,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     g_tool = argv[1];
-    snprintf(g_dir, sizeof g_dir, "/tmp/test_sla_data_XXXXXX");
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    test_make_dir(g_dir, sizeof g_dir, "test_sla_data");
     snprintf(g_out, sizeof g_out, "%s/out.h5", g_dir);
     test_success();
     test_refusals();

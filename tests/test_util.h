@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -76,6 +77,15 @@ static inline double max_abs_f64(const double *a, long n) {
     for (long i = 0; i < n; i++)
         if (!(fabs(a[i]) <= m)) m = fabs(a[i]);
     return m;
+}
+
+/* A new scratch directory /tmp/<prefix>_XXXXXX, its path in dir[len]; exits when it cannot. */
+static inline void test_make_dir(char *dir, size_t len, const char *prefix) {
+    snprintf(dir, len, "/tmp/%s_XXXXXX", prefix);
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
 }
 
 /* Removes the files directly in dir, then dir itself (the tests' scratch directories are flat). */
