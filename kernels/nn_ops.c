@@ -207,6 +207,28 @@ void rmsnorm_forward(const tensor_t *x, const tensor_t *weight, float eps, tenso
     DISPATCH(x->device, rmsnorm_forward_cpu(x, weight, eps, y, rstd), rmsnorm_forward_cuda(x, weight, eps, y, rstd));
 }
 
+static void rope_check(const char *op, const tensor_t *blhd, const char *n1, const tensor_t *bhld, const char *n2,
+                       int F, int Hg, int Wg);
+
+void rmsnorm_rope_forward(const tensor_t *x, const tensor_t *weight, float eps, int F, int Hg, int Wg, tensor_t *y,
+                          tensor_t *rstd) {
+    const char *op = "rmsnorm_rope_forward";
+    CHECK(eps > 0.0f, "%s: eps must be positive, got %g", op, (double)eps);
+    CHECK(weight != NULL, "%s: weight is required", op);
+    CHECK(x->ndim == 3, "%s: x must be [B, L, C], got %d dims", op, x->ndim);
+    CHECK(y->ndim == 4 && y->shape[1] * y->shape[3] == x->shape[2],
+          "%s: y must be [B, H, L, D] with H D = C = %lld", op, (long long)x->shape[2]);
+    tensor_t x4 = *x; /* x as [B, L, H, D] for the RoPE checks */
+    x4.ndim = 4, x4.shape[2] = y->shape[1], x4.shape[3] = y->shape[3];
+    rope_check(op, &x4, "x", y, "y", F, Hg, Wg);
+    expect_shape(op, "weight", weight, 1, (int64_t[]){x->shape[2]});
+    expect_numel(op, "rstd", rstd, x->shape[0] * x->shape[1]);
+    check_args(op, x->device, 4, (const tensor_t *[]){x, weight, y, rstd}, (const char *[]){"x", "weight", "y", "rstd"},
+               "aaaf");
+    DISPATCH(x->device, rmsnorm_rope_forward_cpu(x, weight, eps, F, Hg, Wg, y, rstd),
+             rmsnorm_rope_forward_cuda(x, weight, eps, F, Hg, Wg, y, rstd));
+}
+
 void rmsnorm_backward(const tensor_t *x, const tensor_t *weight, const tensor_t *rstd, const tensor_t *dy,
                       tensor_t *dx, tensor_t *dweight) {
     const char *op = "rmsnorm_backward";

@@ -58,6 +58,12 @@ void layernorm_backward(const tensor_t *x, const tensor_t *weight, const tensor_
 /* ---- RMSNorm over the last dim C (Wan applies it to q and k over the whole dim) -------------
  * y = x * rstd * weight, rstd = 1 / sqrt(mean(x^2) + eps); weight [C]; rstd f32, M elements. */
 void rmsnorm_forward(const tensor_t *x, const tensor_t *weight, float eps, tensor_t *y, tensor_t *rstd);
+/* RMSNorm then RoPE into the attention layout, for q and k: x [B, L, C] (C = H D, tokens on the
+ * grid F x Hg x Wg) -> y [B, H, L, D] = rope_forward(rmsnorm(x) viewed as [B, L, H, D]); rstd as
+ * rmsnorm_forward (the backward is rope_backward, then rmsnorm_backward). CUDA: one pass, the
+ * normalised values rotated before their one rounding. */
+void rmsnorm_rope_forward(const tensor_t *x, const tensor_t *weight, float eps, int F, int Hg, int Wg, tensor_t *y,
+                          tensor_t *rstd);
 /* dx (=); dweight f32 [C] (+=, NULL when not trained). */
 void rmsnorm_backward(const tensor_t *x, const tensor_t *weight, const tensor_t *rstd, const tensor_t *dy,
                       tensor_t *dx, tensor_t *dweight);

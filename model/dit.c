@@ -123,7 +123,6 @@ static void layout(dit_t *m, arena_t *ar) {
         a->q_lin = arena_tensor(ar, act, 3, BLC), a->k_lin = arena_tensor(ar, act, 3, BLC);
         a->v_lin = arena_tensor(ar, act, 3, BLC);
         a->q_rstd = arena_tensor(ar, res, 1, BL), a->k_rstd = arena_tensor(ar, res, 1, BL);
-        a->qn = arena_tensor(ar, act, 3, BLC), a->kn = arena_tensor(ar, act, 3, BLC);
         a->qh = arena_tensor(ar, act, 4, BHLD), a->kh = arena_tensor(ar, act, 4, BHLD);
         a->vh = arena_tensor(ar, act, 4, BHLD);
         a->am = arena_tensor(ar, act, 3, BLC), a->y1 = arena_tensor(ar, act, 3, BLC);

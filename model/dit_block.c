@@ -48,12 +48,9 @@ void block_forward(dit_t *m, int layer, block_acts_t *a, const tensor_t *x_in, t
     lin_fwd(m, p->q_w, p->q_b, &a->h1, &a->q_lin);
     lin_fwd(m, p->k_w, p->k_b, &a->h1, &a->k_lin);
     lin_fwd(m, p->v_w, p->v_b, &a->h1, &a->v_lin);
-    tensor_t nq = dit_param(m, p->norm_q), nk = dit_param(m, p->norm_k);
-    rmsnorm_forward(&a->q_lin, &nq, eps, &a->qn, &a->q_rstd);
-    rmsnorm_forward(&a->k_lin, &nk, eps, &a->kn, &a->k_rstd);
-    tensor_t qn4 = heads_view(m, &a->qn, L), kn4 = heads_view(m, &a->kn, L), v4 = heads_view(m, &a->v_lin, L);
-    rope_forward(&qn4, m->Fp, m->Hp, m->Wp, &a->qh);
-    rope_forward(&kn4, m->Fp, m->Hp, m->Wp, &a->kh);
+    tensor_t nq = dit_param(m, p->norm_q), nk = dit_param(m, p->norm_k), v4 = heads_view(m, &a->v_lin, L);
+    rmsnorm_rope_forward(&a->q_lin, &nq, eps, m->Fp, m->Hp, m->Wp, &a->qh, &a->q_rstd);
+    rmsnorm_rope_forward(&a->k_lin, &nk, eps, m->Fp, m->Hp, m->Wp, &a->kh, &a->k_rstd);
     head_transpose(&v4, &a->vh);
     if (!kept) { /* else at holds this layer's result for this very input, bit for bit */
         if (m->use_sla[layer]) {

@@ -36,7 +36,6 @@ typedef struct attn_saved {
 typedef struct block_acts {
     tensor_t n1, h1, n1_mean, n1_rstd;             /* LN1 out, modulated (act [B,L,C]); stats f32 [B*L] */
     tensor_t q_lin, k_lin, v_lin, q_rstd, k_rstd;  /* projections (act [B,L,C]), RMSNorm stats */
-    tensor_t qn, kn;                               /* RMSNorm outputs (act [B,L,C]) */
     tensor_t qh, kh, vh;                           /* attention inputs [B,H,L,D] (act) */
     tensor_t am, y1, x1;                           /* merged heads, o-proj out (act), x + g*y1 (res) */
     tensor_t n3, n3_mean, n3_rstd;                 /* LN3 (affine) */

@@ -317,6 +317,22 @@ static void test_rope(int B, int F, int Hg, int Wg, int H, int D, dtype_t xt) {
     arg_free(&x), arg_free(&y), arg_free(&dy), arg_free(&dx);
 }
 
+/* RMSNorm + RoPE into the attention layout (q and k of the self-attention) against the CPU's
+ * rmsnorm_forward then rope_forward; D % 8 != 0 and C % 8 != 0 take the pair-by-pair stores. */
+static void test_rmsnorm_rope(int B, int F, int Hg, int Wg, int H, int D, dtype_t xt) {
+    int L = F * Hg * Wg, C = H * D;
+    printf("rmsnorm+rope %s -> bf16, grid %dx%dx%d, B=%d H=%d D=%d:\n", dtype_name(xt), F, Hg, Wg, B, H, D);
+    int64_t blc[3] = {B, L, C}, bhld[4] = {B, H, L, D};
+    arg_t x = arg_new(3, blc, xt, 1.5, 0.2), w = arg_new(1, (int64_t[]){C}, DTYPE_BF16, 0.3, 1.0);
+    arg_t y = out_new(4, bhld, DTYPE_BF16), rstd = out_new(1, (int64_t[]){(int64_t)B * L}, DTYPE_F32);
+    rmsnorm_rope_forward(&x.h, &w.h, 1e-6f, F, Hg, Wg, &y.h, &rstd.h);
+    rmsnorm_rope_forward(&x.r, &w.r, 1e-6f, F, Hg, Wg, &y.r, &rstd.r);
+    rmsnorm_rope_forward(&x.d, &w.d, 1e-6f, F, Hg, Wg, &y.d, &rstd.d);
+    judge("y", &y);
+    judge("rstd", &rstd);
+    arg_free(&x), arg_free(&w), arg_free(&y), arg_free(&rstd);
+}
+
 static void test_permutations(dtype_t dt) {
     printf("permutations %s:\n", dtype_name(dt));
     enum { B = 2, P = 105, Q = 3, D = 40, C = 16, F = 3, H = 10, W = 14 };
@@ -420,6 +436,10 @@ int main(void) {
     test_activation(1, DTYPE_F32);
     test_rope(2, 3, 5, 7, 3, 40, DTYPE_BF16);
     test_rope(1, 3, 4, 5, 2, 128, DTYPE_F32);
+    test_rmsnorm_rope(2, 3, 5, 7, 3, 40, DTYPE_BF16); /* 16-byte chunks within a head */
+    test_rmsnorm_rope(1, 2, 3, 4, 2, 12, DTYPE_BF16); /* C % 8 == 0, D % 8 != 0: chunks straddle heads */
+    test_rmsnorm_rope(1, 3, 4, 5, 3, 10, DTYPE_F32);  /* C % 8 != 0: scalar loads */
+    test_rmsnorm_rope(1, 2, 4, 6, 2, 128, DTYPE_BF16); /* Wan's head dim */
     test_permutations(DTYPE_BF16);
     test_permutations(DTYPE_F32);
     test_time_loss_adamw();

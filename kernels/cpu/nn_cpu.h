@@ -53,6 +53,8 @@ void layernorm_forward_cpu(const tensor_t *x, const tensor_t *weight, const tens
 void layernorm_backward_cpu(const tensor_t *x, const tensor_t *weight, const tensor_t *mean, const tensor_t *rstd,
                             const tensor_t *dy, tensor_t *dx, int accumulate, tensor_t *dweight, tensor_t *dbias);
 void rmsnorm_forward_cpu(const tensor_t *x, const tensor_t *weight, float eps, tensor_t *y, tensor_t *rstd);
+void rmsnorm_rope_forward_cpu(const tensor_t *x, const tensor_t *weight, float eps, int F, int Hg, int Wg,
+                              tensor_t *y, tensor_t *rstd);
 void rmsnorm_backward_cpu(const tensor_t *x, const tensor_t *weight, const tensor_t *rstd, const tensor_t *dy,
                           tensor_t *dx, tensor_t *dweight);
 void modulate_forward_cpu(const tensor_t *x, const tensor_t *scale, const tensor_t *shift, tensor_t *y);

@@ -1,5 +1,5 @@
 /* kernels/cpu/nn_layout_cpu.c — the data-movement and bookkeeping ops of nn_ops.h on the CPU:
- * 3-D RoPE fused with the head transpose, the plain head transpose, patchify/unpatchify, Wan's
+ * 3-D RoPE fused with the head transpose (and RMSNorm + RoPE, as the two ops), the plain head transpose, patchify/unpatchify, Wan's
  * sinusoidal time embedding, the MSE loss, AdamW and the squared norm (fp32 tensors, fp64 math).
  *
  * Every output is overwritten (=); AdamW updates w, m, v in place. Permutations copy values
@@ -76,6 +76,15 @@ static void rope_cpu(const tensor_t *src, int F, int Hg, int Wg, tensor_t *dst, 
 
 void rope_forward_cpu(const tensor_t *x, int F, int Hg, int Wg, tensor_t *y) { rope_cpu(x, F, Hg, Wg, y, +1); }
 void rope_backward_cpu(const tensor_t *dy, int F, int Hg, int Wg, tensor_t *dx) { rope_cpu(dy, F, Hg, Wg, dx, -1); }
+
+void rmsnorm_rope_forward_cpu(const tensor_t *x, const tensor_t *weight, float eps, int F, int Hg, int Wg,
+                              tensor_t *y, tensor_t *rstd) {
+    tensor_t n = tensor_alloc(DTYPE_F32, DEVICE_CPU, x->ndim, x->shape), n4 = n;
+    rmsnorm_forward_cpu(x, weight, eps, &n, rstd);
+    n4.ndim = 4, n4.shape[2] = y->shape[1], n4.shape[3] = y->shape[3]; /* [B, L, H, D] */
+    rope_forward_cpu(&n4, F, Hg, Wg, y);
+    tensor_free(&n);
+}
 
 void head_transpose_cpu(const tensor_t *x, tensor_t *y) {
     long B = x->shape[0], P = x->shape[1], Q = x->shape[2], D = x->shape[3];

@@ -11,13 +11,10 @@
  * bit-identical to a scalar x0 c - x1 s, fma(x0, s, x1 c). All outputs are overwritten. */
 #include "nn_cuda.h"
 #include "nn_cuda_common.cuh"
+#include "rope_cuda.cuh"
 #include "vec8_cuda.cuh"
 
 /* ---- RoPE ------------------------------------------------------------------------------------------ */
-
-typedef struct rope_grid {
-    int F, Hg, Wg, pf, ph, pw;
-} rope_grid_t;
 
 /* tab: F*pf entries (frame axis), then Hg*ph (rows), then Wg*pw (columns): (cos, sin) of
  * pos * 10000^(-2k / width), width = 2 * pairs of the axis. */
@@ -33,6 +30,16 @@ __global__ void rope_table_kernel(rope_grid_t g, float2 *tab) {
         sincos(ang, &s, &c);
         tab[i] = make_float2((float)c, (float)s);
     }
+}
+
+const float2 *rope_table_build(int F, int Hg, int Wg, int D, rope_grid_t *g) {
+    *g = {F, Hg, Wg, 0, 0, 0};
+    rope_axis_pairs(D, &g->pf, &g->ph, &g->pw);
+    int64_t entries = (int64_t)F * g->pf + (int64_t)Hg * g->ph + (int64_t)Wg * g->pw;
+    float2 *tab = (float2 *)nn_cuda_scratch(sizeof(float2) * (size_t)entries);
+    rope_table_kernel<<<grid_for(entries, 256), 256, 0, cuda_stream()>>>(*g, tab);
+    CUDA_CHECK_LAUNCH();
+    return tab;
 }
 
 /* ---- row permutation (+ RoPE): src [B, P, Q, D] -> dst [B, Q, P, D] -------------------------------- */
@@ -66,14 +73,7 @@ __global__ void __launch_bounds__(PERM_THREADS, 3)
         if (R >= nrows) break;
         int64_t bq = R / P, p = R - bq * P, b = bq / Q, q = bq - b * Q;
         s_in[r] = ((b * P + p) * Q + q) * D;
-        if (rope.tab) {
-            const rope_grid_t g = rope.g;
-            int64_t l = rope.dir > 0 ? p : q;
-            int f = (int)(l / ((int64_t)g.Hg * g.Wg)), hh = (int)(l / g.Wg % g.Hg), ww = (int)(l % g.Wg);
-            s_tab[r][0] = f * g.pf;
-            s_tab[r][1] = g.F * g.pf + hh * g.ph - g.pf;
-            s_tab[r][2] = g.F * g.pf + g.Hg * g.ph + ww * g.pw - g.pf - g.ph;
-        }
+        if (rope.tab) rope_token_offsets(rope.g, rope.dir > 0 ? p : q, s_tab[r]);
     }
     __syncthreads();
     const unsigned dv = (unsigned)((D + 7) / 8);
@@ -90,18 +90,7 @@ __global__ void __launch_bounds__(PERM_THREADS, 3)
         for (int u = 0; u < PERM_BATCH; u++) {
             unsigned i = base + u * PERM_THREADS, r = i / dv, e = (i - r * dv) * 8;
             if (i >= nchunks) break;
-            if (rope.tab) {
-                const int pf = rope.g.pf, pfh = rope.g.pf + rope.g.ph;
-                const int of = s_tab[r][0], oh = s_tab[r][1], ow = s_tab[r][2];
-#pragma unroll
-                for (int k = 0; k < 4 && (int)e + 2 * k < D; k++) {
-                    int pr = (int)e / 2 + k;
-                    float2 cs = rope.tab[pr + (pr < pf ? of : pr < pfh ? oh : ow)];
-                    float s = rope.dir * cs.y, x0 = v[u][2 * k], x1 = v[u][2 * k + 1];
-                    v[u][2 * k] = __fsub_rn(__fmul_rn(x0, cs.x), __fmul_rn(x1, s));
-                    v[u][2 * k + 1] = __fmaf_rn(x0, s, __fmul_rn(x1, cs.x));
-                }
-            }
+            if (rope.tab) rope_rotate8(v[u], (int)e, D - (int)e, rope.tab, rope.g, s_tab[r], (float)rope.dir);
             st8(dst, (row0 + r) * D + e, D - (int)e, vec, v[u]);
         }
     }
@@ -134,13 +123,9 @@ static void rope_launch(const tensor_t *src, int F, int Hg, int Wg, tensor_t *ds
     const tensor_t *blhd = dir > 0 ? src : dst; /* [B, L, H, D] */
     int64_t B = blhd->shape[0], L = blhd->shape[1], H = blhd->shape[2], D = blhd->shape[3];
     if (B * L * H == 0) return;
-    rope_arg_t rope = {NULL, {F, Hg, Wg, 0, 0, 0}, dir};
-    rope_axis_pairs((int)D, &rope.g.pf, &rope.g.ph, &rope.g.pw);
-    int64_t entries = (int64_t)F * rope.g.pf + (int64_t)Hg * rope.g.ph + (int64_t)Wg * rope.g.pw;
-    float2 *tab = (float2 *)nn_cuda_scratch(sizeof(float2) * (size_t)entries);
-    rope_table_kernel<<<grid_for(entries, 256), 256, 0, cuda_stream()>>>(rope.g, tab);
-    CUDA_CHECK_LAUNCH();
-    rope.tab = tab;
+    rope_arg_t rope;
+    rope.tab = rope_table_build(F, Hg, Wg, (int)D, &rope.g);
+    rope.dir = dir;
     if (dir > 0) permute_rows(src, dst, B, L, H, D, rope);
     else permute_rows(src, dst, B, H, L, D, rope);
 }

@@ -3,7 +3,7 @@
  * activations bf16 or f32, fp32 math, f32 statistics/modulation/gates and parameter gradients
  * (+=), deterministic reductions. Everything runs asynchronously on cuda_stream(), except
  * mse_loss_cuda and sum_squares_cuda, which return a host value and so synchronise.
- * Implemented in gemm_cuda.cu (linear through cuBLASLt), norm_cuda.cu (LayerNorm, RMSNorm),
+ * Implemented in gemm_cuda.cu (linear through cuBLASLt), norm_cuda.cu (LayerNorm, RMSNorm, RMSNorm + RoPE),
  * elementwise_cuda.cu (modulation, gates, activations, time embedding, loss, AdamW) and
  * layout_cuda.cu (RoPE, head transposes, patchify). */
 #ifndef SLA_NN_CUDA_H
@@ -25,6 +25,8 @@ void layernorm_forward_cuda(const tensor_t *x, const tensor_t *weight, const ten
 void layernorm_backward_cuda(const tensor_t *x, const tensor_t *weight, const tensor_t *mean, const tensor_t *rstd,
                              const tensor_t *dy, tensor_t *dx, int accumulate, tensor_t *dweight, tensor_t *dbias);
 void rmsnorm_forward_cuda(const tensor_t *x, const tensor_t *weight, float eps, tensor_t *y, tensor_t *rstd);
+void rmsnorm_rope_forward_cuda(const tensor_t *x, const tensor_t *weight, float eps, int F, int Hg, int Wg,
+                               tensor_t *y, tensor_t *rstd);
 void rmsnorm_backward_cuda(const tensor_t *x, const tensor_t *weight, const tensor_t *rstd, const tensor_t *dy,
                            tensor_t *dx, tensor_t *dweight);
 void modulate_forward_cuda(const tensor_t *x, const tensor_t *scale, const tensor_t *shift, tensor_t *y);

@@ -1,5 +1,6 @@
 /* kernels/cuda/norm_cuda.cu — LayerNorm and RMSNorm over the last dim on the GPU, forward and
- * backward (contracts in nn_ops.h). x, y, dy, dx bf16 or f32 independently; weight/bias bf16 or
+ * backward (contracts in nn_ops.h), and RMSNorm fused with RoPE into the attention layout (the
+ * forward's store rotates and transposes; rope_cuda.cuh). x, y, dy, dx bf16 or f32 independently; weight/bias bf16 or
  * f32; mean and rstd f32; dx is overwritten; dweight and dbias (f32) are accumulated (+=).
  *
  * A row of C elements is held by a row group of tpr threads (one warp, or several warps when C
@@ -19,6 +20,7 @@
  * group is one row (more rows in flight). LayerNorm's dx may be accumulated (+=) into. */
 #include "nn_cuda.h"
 #include "nn_cuda_common.cuh"
+#include "rope_cuda.cuh"
 #include "vec8_cuda.cuh"
 
 #define NORM_BLOCK 256      /* threads per block, unless one row takes more */
@@ -118,10 +120,46 @@ __device__ __forceinline__ void load_span(float (&v)[NV][8], const T *p, int64_t
 
 /* ---- forward: y = (x - mean) rstd w + b; RMSNorm: mean == NULL (0), b == NULL -------------------- */
 
-template <int NV, class Tx, class Ty, class Tw>
+/* The fused RMSNorm + RoPE output (tab NULL: none, y has x's layout): row b L + l of x [B, L, H D]
+ * is written rotated to y [B, H, L, D] (rmsnorm_rope_forward). */
+typedef struct norm_rope {
+    const float2 *tab;
+    rope_grid_t g;
+    int D;
+    int64_t L;
+} norm_rope_t;
+
+/* Stores the n <= 8 normalised values o of row `row` from column e on: to y's row (plain), or
+ * rotated into the attention layout. vec: 16-byte stores (C % 8 == 0, aligned). */
+template <bool ROPE, class Ty>
+__device__ __forceinline__ void norm_store(Ty *y, float (&o)[8], int64_t row, int e, int n, int C, bool vec,
+                                           const norm_rope_t &ro, const int off[3]) {
+    if (!ROPE) {
+        st8(y, row * C + e, n, vec, o);
+        return;
+    }
+    const int64_t b = row / ro.L, l = row - b * ro.L, H = C / ro.D;
+    if (vec && ro.D % 8 == 0) { /* the chunk is within one head */
+        const int h = e / ro.D, d = e - h * ro.D;
+        rope_rotate8(o, d, n, ro.tab, ro.g, off, 1.0f);
+        st8(y, ((b * H + h) * ro.L + l) * ro.D + d, n, vec, o);
+        return;
+    }
+#pragma unroll
+    for (int k = 0; k < 4; k++) { /* pair by pair (pairs never straddle heads: D is even) */
+        if (2 * k >= n) break;
+        const int col = e + 2 * k, h = col / ro.D, d = col - h * ro.D;
+        float t[8] = {o[2 * k], o[2 * k + 1], 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        rope_rotate8(t, d, 2, ro.tab, ro.g, off, 1.0f);
+        const int64_t at = ((b * H + h) * ro.L + l) * ro.D + d;
+        stf(y, at, t[0]), stf(y, at + 1, t[1]);
+    }
+}
+
+template <int NV, bool ROPE, class Tx, class Ty, class Tw>
 __global__ void __launch_bounds__(NORM_MAX_TPR)
     norm_fwd_kernel(const Tx *x, const Tw *w, const Tw *b, float eps, Ty *y, float *mean, float *rstd, int64_t M,
-                    int C, int tpr, int nseg, int vec) {
+                    int C, int tpr, int nseg, int vec, norm_rope_t ro) {
     const norm_span sp = {(int)(threadIdx.x % tpr), tpr, tpr * NV, C};
     const int64_t row = (int64_t)blockIdx.x * (blockDim.x / tpr) + threadIdx.x / tpr;
     const bool live = row < M;
@@ -153,6 +191,8 @@ __global__ void __launch_bounds__(NORM_MAX_TPR)
     row_sum(acc, tpr);
     const float r = rsqrtf(acc[0] / C + eps);
     if (!live) return;
+    int off[3] = {0, 0, 0};
+    if (ROPE) rope_token_offsets(ro.g, row % ro.L, off);
     for (int s = 0; s < nseg; s++) {
         if (nseg > 1) load_span(xv, x, row, live, sp, s, vec);
 #pragma unroll
@@ -168,7 +208,7 @@ __global__ void __launch_bounds__(NORM_MAX_TPR)
                 if (w) o[i] *= wv[i];
                 if (b) o[i] += bv[i];
             }
-            st8(y, row * C + e, n, vec, o);
+            norm_store<ROPE>(y, o, row, e, n, C, vec, ro, off);
         }
     }
     if (sp.t == 0) {
@@ -179,7 +219,7 @@ __global__ void __launch_bounds__(NORM_MAX_TPR)
 
 template <class Tx, class Ty, class Tw>
 static void norm_forward(const tensor_t *x, const tensor_t *weight, const tensor_t *bias, float eps, tensor_t *y,
-                         tensor_t *mean, tensor_t *rstd) {
+                         tensor_t *mean, tensor_t *rstd, norm_rope_t ro) {
     int C = (int)x->shape[x->ndim - 1];
     int64_t M = C ? tensor_numel(x) / C : 0;
     if (M == 0) return;
@@ -191,9 +231,11 @@ static void norm_forward(const tensor_t *x, const tensor_t *weight, const tensor
     int64_t blocks = (M + lay.rpb - 1) / lay.rpb;
     CHECK(blocks <= 0x7fffffff, "norm: %lld rows exceed the grid", (long long)M);
     with_nv(lay.nv, [&](auto nv) {
-        norm_fwd_kernel<decltype(nv)::value, Tx, Ty, Tw><<<(unsigned)blocks, lay.rpb * lay.tpr, 0, cuda_stream()>>>(
+        auto kernel = ro.tab ? norm_fwd_kernel<decltype(nv)::value, true, Tx, Ty, Tw>
+                             : norm_fwd_kernel<decltype(nv)::value, false, Tx, Ty, Tw>;
+        kernel<<<(unsigned)blocks, lay.rpb * lay.tpr, 0, cuda_stream()>>>(
             (const Tx *)x->data, weight ? (const Tw *)weight->data : NULL, bias ? (const Tw *)bias->data : NULL, eps,
-            (Ty *)y->data, mean ? (float *)mean->data : NULL, (float *)rstd->data, M, C, lay.tpr, lay.nseg, vec);
+            (Ty *)y->data, mean ? (float *)mean->data : NULL, (float *)rstd->data, M, C, lay.tpr, lay.nseg, vec, ro);
         CUDA_CHECK_LAUNCH();
     });
 }
@@ -204,11 +246,11 @@ static dtype_t param_dtype(const tensor_t *a, const tensor_t *b) {
 }
 
 static void norm_forward_any(const tensor_t *x, const tensor_t *weight, const tensor_t *bias, float eps, tensor_t *y,
-                             tensor_t *mean, tensor_t *rstd) {
+                             tensor_t *mean, tensor_t *rstd, norm_rope_t ro) {
     with_float_type(x->dtype, [&](auto tx) {
         with_float_type(y->dtype, [&](auto ty) {
             with_float_type(param_dtype(weight, bias), [&](auto tw) {
-                norm_forward<TYPE_OF(tx), TYPE_OF(ty), TYPE_OF(tw)>(x, weight, bias, eps, y, mean, rstd);
+                norm_forward<TYPE_OF(tx), TYPE_OF(ty), TYPE_OF(tw)>(x, weight, bias, eps, y, mean, rstd, ro);
             });
         });
     });
@@ -216,12 +258,21 @@ static void norm_forward_any(const tensor_t *x, const tensor_t *weight, const te
 
 extern "C" void layernorm_forward_cuda(const tensor_t *x, const tensor_t *weight, const tensor_t *bias, float eps,
                                        tensor_t *y, tensor_t *mean, tensor_t *rstd) {
-    norm_forward_any(x, weight, bias, eps, y, mean, rstd);
+    norm_forward_any(x, weight, bias, eps, y, mean, rstd, norm_rope_t{});
 }
 
 extern "C" void rmsnorm_forward_cuda(const tensor_t *x, const tensor_t *weight, float eps, tensor_t *y,
                                      tensor_t *rstd) {
-    norm_forward_any(x, weight, NULL, eps, y, NULL, rstd);
+    norm_forward_any(x, weight, NULL, eps, y, NULL, rstd, norm_rope_t{});
+}
+
+extern "C" void rmsnorm_rope_forward_cuda(const tensor_t *x, const tensor_t *weight, float eps, int F, int Hg, int Wg,
+                                          tensor_t *y, tensor_t *rstd) {
+    norm_rope_t ro;
+    ro.D = (int)y->shape[3], ro.L = x->shape[1];
+    if (tensor_numel(x) == 0) return;
+    ro.tab = rope_table_build(F, Hg, Wg, ro.D, &ro.g);
+    norm_forward_any(x, weight, NULL, eps, y, NULL, rstd, ro);
 }
 
 /* ---- backward: dx = rstd (g - mean(g) - xhat mean(g xhat)), g = dy w, xhat = (x - mean) rstd ------- */
