@@ -141,11 +141,14 @@ static void layout(dit_t *m, arena_t *ar) {
         a->n2_mean = arena_tensor(ar, res, 1, BL), a->n2_rstd = arena_tensor(ar, res, 1, BL);
         if (!m->recompute) a->f1 = arena_tensor(ar, act, 3, (int64_t[]){B, L, Fd}); /* else per layer, below */
         a->f2 = arena_tensor(ar, act, 3, (int64_t[]){B, L, Fd});
-        a->y2 = arena_tensor(ar, act, 3, BLC);
+        if (!m->recompute) a->y2 = arena_tensor(ar, act, 3, BLC);
     }
     m->attn_saved_bytes = layout_attn(m, ar, act);
     if (m->recompute)
-        for (int l = 0; l < m->cfg.layers; l++) A->attn[l].ffn_pre = arena_tensor(ar, act, 3, (int64_t[]){B, L, Fd});
+        for (int l = 0; l < m->cfg.layers; l++) {
+            A->attn[l].ffn_pre = arena_tensor(ar, act, 3, (int64_t[]){B, L, Fd});
+            A->attn[l].ffn_out = arena_tensor(ar, act, 3, BLC);
+        }
     for (int l = 0; l <= m->cfg.layers; l++)
         A->xs[l] = m->forward_only && l >= 2 ? A->xs[l & 1] : arena_tensor(ar, res, 3, BLC);
     for (int l = 0; l < m->cfg.layers; l++) A->e_blk[l] = arena_tensor(ar, res, 3, E6);
@@ -164,7 +167,7 @@ static void layout(dit_t *m, arena_t *ar) {
     A->ho = arena_tensor(ar, res, 3, (int64_t[]){B, L, P * m->cfg.out_channels});
     if (m->forward_only) return; /* the rest is the backward's */
     grad_scratch_t *g = &A->gs;
-    g->g = arena_tensor(ar, res, 3, BLC), g->tmp_res = arena_tensor(ar, res, 3, BLC), g->dh1 = arena_tensor(ar, res, 3, BLC);
+    g->g = arena_tensor(ar, res, 3, BLC), g->dh1 = arena_tensor(ar, res, 3, BLC);
     g->dact_a = arena_tensor(ar, act, 3, BLC), g->dact_b = arena_tensor(ar, act, 3, BLC);
     g->dff = arena_tensor(ar, act, 3, (int64_t[]){B, L, Fd});
     g->dq = arena_tensor(ar, act, 4, BHLD), g->dk = arena_tensor(ar, act, 4, BHLD), g->dv = arena_tensor(ar, act, 4, BHLD);
@@ -403,7 +406,7 @@ void dit_backward(dit_t *m, const tensor_t *dpred) {
     tensor_zero(&A->dctx), tensor_zero(&A->de0);
     for (int l = m->cfg.layers - 1; l >= 0; l--) {
         block_acts_t *a = block_set(m, l);
-        if (m->recompute) block_forward(m, l, a, &A->xs[l], &gs->tmp_res, 1); /* self-attention kept */
+        if (m->recompute) block_forward(m, l, a, &A->xs[l], NULL, 1); /* self-attention and FFN kept */
         block_backward(m, l, a);
         tensor_t gmod = dit_grad(m, A->bp[l].modulation);
         modulation_grad(&gs->de, 6, &gmod);

@@ -5,10 +5,11 @@
  * for one batch shape (B, F, H, W of the latents) in arenas: a step allocates nothing.
  * DIT_TRAIN keeps every block's activations. DIT_TRAIN_RECOMPUTE keeps each block's input, what
  * its self-attention produced (output, lse or SLA's saved state) and its feed-forward hidden
- * before the GELU; the rest of the block is re-run in the backward, the self-attention and the
- * FFN's first GEMM skipped: gradients are bit-identical to DIT_TRAIN. At Wan2.1-1.3B 480p (B = 1,
- * 32760 tokens, bf16) that is 102 MB per dense layer and 304 MB per SLA layer (rho 0.05, blocks
- * 128/64) of attention store plus 587 MB of FFN hidden, and the step fits one 80 GB GPU at batch 1.
+ * before the GELU and output; the rest of the block is re-run in the backward, the self-attention
+ * and both FFN GEMMs skipped: gradients are bit-identical to DIT_TRAIN. At Wan2.1-1.3B 480p
+ * (B = 1, 32760 tokens, bf16) that is 102 MB per dense layer and 304 MB per SLA layer (rho 0.05,
+ * blocks 128/64) of attention store plus 688 MB of FFN hidden and output, and the step fits one
+ * 80 GB GPU at batch 1.
  * DIT_FORWARD_ONLY (inference, a frozen teacher) allocates no gradients, no backward scratch, no
  * per-layer attention stores (one store shared by every layer) and two residual buffers instead
  * of one per block; its forward output is bit-identical to the training modes'. dit_backward,

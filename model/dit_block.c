@@ -3,7 +3,7 @@
  *   x2 = x1 + co(Attn(rmsnorm(cq(LN3(x1))), rmsnorm(ck(ctx)), cv(ctx)))          (LN3 affine, no gate)
  *   x3 = x2 + g1 * ffn2(gelu(ffn0(h2))),                                      h2 = LN2(x2)(1+s1) + b1
  * with (b0, s0, g0, b1, s1, g1) = e_blk chunks 0..5 and Attn SLA or dense per layer.
- * block_forward overwrites a, acts->attn[layer] (unless kept) and x_out; block_backward
+ * block_forward overwrites a, acts->attn[layer] and x_out (unless kept); block_backward
  * turns the residual gradient gs.g (= dLoss/dx3) into dLoss/dx in place, accumulates parameter
  * gradients (+=), the text-context gradient into acts->dctx (+=) and writes the block's modulation
  * gradient to gs.de (=). */
@@ -28,9 +28,13 @@ static tensor_t heads_view(const dit_t *m, const tensor_t *t, int64_t N) {
     return dit_view(t, 4, (int64_t[]){m->B, N, H, D});
 }
 
-/* The FFN hidden before GELU of this layer: its own store under recompute, else the block set's. */
+/* The FFN hidden before GELU and the FFN output of this layer: its own stores under recompute,
+ * else the block set's. */
 static tensor_t *ffn_pre(dit_t *m, int layer, block_acts_t *a) {
     return m->recompute ? &m->acts->attn[layer].ffn_pre : &a->f1;
+}
+static tensor_t *ffn_out(dit_t *m, int layer, block_acts_t *a) {
+    return m->recompute ? &m->acts->attn[layer].ffn_out : &a->y2;
 }
 
 void block_forward(dit_t *m, int layer, block_acts_t *a, const tensor_t *x_in, tensor_t *x_out, int kept) {
@@ -87,11 +91,12 @@ void block_forward(dit_t *m, int layer, block_acts_t *a, const tensor_t *x_in, t
     /* feed-forward */
     layernorm_forward(&a->x2, NULL, NULL, eps, &a->n2, &a->n2_mean, &a->n2_rstd);
     modulate_forward(&a->n2, &scale1, &shift1, &a->h2);
-    tensor_t *f1 = ffn_pre(m, layer, a);
-    if (!kept) lin_fwd(m, p->ffn0_w, p->ffn0_b, &a->h2, f1); /* else f1 is this input's, bit for bit */
+    tensor_t *f1 = ffn_pre(m, layer, a), *y2 = ffn_out(m, layer, a);
+    if (!kept) lin_fwd(m, p->ffn0_w, p->ffn0_b, &a->h2, f1); /* else f1 and y2 are this input's, bit for bit */
     gelu_forward(f1, &a->f2); /* not in the GEMM's epilogue: the re-run must give the same f2 */
-    lin_fwd(m, p->ffn2_w, p->ffn2_b, &a->f2, &a->y2);
-    gated_residual_forward(&a->x2, &gate1, &a->y2, x_out);
+    if (kept) return; /* the backward needs nothing past f2 that is not kept */
+    lin_fwd(m, p->ffn2_w, p->ffn2_b, &a->f2, y2);
+    gated_residual_forward(&a->x2, &gate1, y2, x_out);
 }
 
 /* g += LayerNorm backward of dy at x (no affine unless weight/bias given). */
@@ -112,7 +117,7 @@ void block_backward(dit_t *m, int layer, block_acts_t *a) {
     int64_t L = m->L, Lt = m->cfg.text_len;
 
     /* feed-forward: x3 = x2 + g1 * y2 */
-    gated_residual_backward(&a->y2, &gate1, &gs->g, &gs->dact_a, &de[5]);
+    gated_residual_backward(ffn_out(m, layer, a), &gate1, &gs->g, &gs->dact_a, &de[5]);
     tensor_t f2w = dit_param_work(m, p->ffn2_w), gf2w = dit_grad(m, p->ffn2_w), gf2b = dit_grad(m, p->ffn2_b);
     linear_backward_gelu_input(&a->f2, ffn_pre(m, layer, a), &f2w, &gs->dact_a, &gs->dff, &gf2w, &gf2b);
     lin_bwd(m, p->ffn0_w, p->ffn0_b, &a->h2, &gs->dff, &gs->dact_a, 0);

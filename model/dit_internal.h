@@ -22,13 +22,15 @@ typedef struct block_params {
  * lse; SLA: the whole sla_saved_t; ops.h's backends keep nothing else between forward and
  * backward). Forward-only, every layer's entry is the same store, with lse and/or sla as the
  * model's layers need. Under recompute each layer also keeps its feed-forward hidden before the
- * GELU (ffn_pre), so that the re-run skips the block's widest GEMM and only re-applies the GELU;
- * without recompute ffn_pre is an empty descriptor and the block set's f1 holds it. */
+ * GELU (ffn_pre) and the feed-forward's output (ffn_out), so that the re-run skips both FFN GEMMs
+ * and only re-applies the GELU; without recompute they are empty descriptors and the block set's
+ * f1 and y2 hold them. */
 typedef struct attn_saved {
     tensor_t ao;      /* act [B,H,L,D] */
     tensor_t lse;     /* f32 [B,H,L] on dense layers; an empty descriptor on SLA layers */
     sla_saved_t sla;  /* SLA layers; empty descriptors on dense layers */
     tensor_t ffn_pre; /* act [B,L,ffn_dim] under recompute */
+    tensor_t ffn_out; /* act [B,L,C] under recompute */
 } attn_saved_t;
 
 /* What the rest of one block's backward needs (one set per block, or a single reused set with
@@ -43,14 +45,13 @@ typedef struct block_acts {
     tensor_t ck_lin, ck_rstd, ckn, ckh, cv_lin, cvh; /* cross k, v of the text [B,Lt,C] / [B,H,Lt,D] */
     tensor_t co, clse, cm, y3, x2;                 /* cross out, merged, o-proj out, x1 + y3 (res) */
     tensor_t n2, h2, n2_mean, n2_rstd;             /* LN2, modulated */
-    tensor_t f1, f2, y2;                           /* FFN hidden pre/post GELU (act [B,L,F]; f1 empty under
-                                                      recompute: attn_saved_t.ffn_pre), out */
+    tensor_t f1, f2, y2;                           /* FFN hidden pre/post GELU (act [B,L,F]), out (f1 and
+                                                      y2 empty under recompute: attn_saved_t) */
 } block_acts_t;
 
 /* Gradient scratch shared by every block's backward. */
 typedef struct grad_scratch {
     tensor_t g;                     /* res [B,L,C]: dLoss/d(residual stream), updated in place */
-    tensor_t tmp_res;               /* res [B,L,C] */
     tensor_t dh1;                   /* res [B,L,C]: sum of the q, k, v input gradients */
     tensor_t dact_a, dact_b;        /* act [B,L,C] */
     tensor_t dff;                   /* act [B,L,F] */
@@ -85,8 +86,8 @@ struct dit_acts {
 };
 
 /* dit_block.c. With kept (the recompute pass), block_forward takes the self-attention's result and
- * the FFN hidden before GELU from acts->attn[layer] (written by an earlier call for the same
- * input) instead of computing them. */
+ * the FFN's hidden before GELU and output from acts->attn[layer] (written by an earlier call for
+ * the same input) instead of computing them, and writes no x_out (it may be NULL). */
 void block_forward(dit_t *m, int layer, block_acts_t *a, const tensor_t *x_in, tensor_t *x_out, int kept);
 void block_backward(dit_t *m, int layer, block_acts_t *a);
 

@@ -6,7 +6,7 @@
  * 3. SLA at rho = 1 (complement, proj zero) gives the dense-attention model's output;
  * 4. recomputation in the backward (which reuses each layer's kept self-attention) gives
  *    bit-identical gradients, for SLA, dense and mixed models, after a forward on other inputs;
- *    spoiling a kept attention output or a kept FFN hidden changes them (the pass reads both);
+ *    spoiling a kept attention output, FFN hidden or FFN output changes them (the pass reads them);
  *    both modes keep the same attention stores and recompute keeps less in all;
  * 5. text shorter than text_len is zero-padded: the same as passing the padded text;
  * 6. a forward-only model (DIT_FORWARD_ONLY) predicts bit-identically to a training model on the
@@ -216,6 +216,12 @@ static void check_recompute(const char *label, const model_config_t *c) {
     dit_backward(&m1, &in.g);
     EXPECT(memcmp(m0.grads.data, m1.grads.data, tensor_bytes(&m0.grads)),
            "%s: the recompute pass ignored the kept FFN hidden", label);
+    loss(&m1, &in); /* and the kept FFN output (its gate's gradient reads it) */
+    tensor_zero(&m1.acts->attn[c->layers - 1].ffn_out);
+    dit_zero_grads(&m1);
+    dit_backward(&m1, &in.g);
+    EXPECT(memcmp(m0.grads.data, m1.grads.data, tensor_bytes(&m0.grads)),
+           "%s: the recompute pass ignored the kept FFN output", label);
     EXPECT(m0.attn_saved_bytes == m1.attn_saved_bytes && m1.attn_saved_bytes > 0 && m1.arena.size < m0.arena.size,
            "%s: attention stores %zu / %zu bytes, arenas %zu / %zu bytes without / with recompute", label,
            m0.attn_saved_bytes, m1.attn_saved_bytes, m0.arena.size, m1.arena.size);
