@@ -9,7 +9,9 @@
  * 6. distillation: a student equal to its dense teacher (SLA at rho = 1, proj zero) adds exactly
  *    nothing to the loss; a sparse student adds a positive term;
  * 7. a non-finite step (latents near the float32 limit overflow) is skipped with a warning, and
- *    max_bad_steps in a row stop the run (exit 1) before its end.
+ *    max_bad_steps in a row stop the run (exit 1) before its end;
+ * 8. a resume from a checkpoint older than the last logged step (as after a crash) leaves each
+ *    step once in metrics.jsonl, the re-run steps with the same losses, and no torn last line.
  * argv: sla-train, sla-data [cuda]. With "cuda" (label gpu; exit 77 without a GPU) the model runs
  * on the GPU with head dim 64 and checks 1 and 4: resume is bit-exact there too. */
 #include <dirent.h>
@@ -55,7 +57,7 @@ static int stderr_has(const char *phrase) {
     return strstr(buf, phrase) != NULL;
 }
 
-/* Losses by step from a metrics.jsonl (the last line for a step wins, as after a resume). */
+/* Losses by step from a metrics.jsonl (the last line for a step wins). */
 static int read_losses(const char *out, double *loss, int max) {
     char path[700], line[1024];
     snprintf(path, sizeof path, "%s/%s/metrics.jsonl", dir, out);
@@ -271,6 +273,44 @@ static void check_bad_steps(void) {
            "non-finite steps: exit %d (expected 1 at the first skipped step, no final checkpoint)", rc);
 }
 
+/* Lines of out's metrics.jsonl, and how many are for step `step`. */
+static int count_metric_lines(const char *out, long step, int *for_step) {
+    char path[700], line[1024];
+    snprintf(path, sizeof path, "%s/%s/metrics.jsonl", dir, out);
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    *for_step = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        long s;
+        n++;
+        if (sscanf(line, "{\"step\": %ld,", &s) == 1 && s == step) (*for_step)++;
+    }
+    if (f) fclose(f);
+    return n;
+}
+
+static void check_metrics_after_crash(void) {
+    /* 6 steps logged, checkpoints at 4 and 6; the one at 6 "never written" and a torn line appended */
+    EXPECT(run_train("crash", "--set steps=8 --set ckpt_every=4 --set keep_last=3 --set stop_after=6") == 0,
+           "first part failed");
+    double before[8] = {0}, after[8] = {0};
+    int nb = read_losses("crash", before, 8);
+    char path[700];
+    snprintf(path, sizeof path, "%s/crash/ckpt-00000006.h5", dir);
+    EXPECT(nb == 6 && unlink(path) == 0, "expected 6 logged steps and ckpt-00000006.h5 (%d)", nb);
+    snprintf(path, sizeof path, "%s/crash/metrics.jsonl", dir);
+    FILE *f = fopen(path, "a");
+    if (f) fputs("{\"step\": 7, \"loss\": 1.2", f), fclose(f);
+    EXPECT(run_train("crash", "--set steps=8 --set ckpt_every=4 --set keep_last=3") == 0, "resume failed");
+    int n5, n8, lines = count_metric_lines("crash", 5, &n5);
+    count_metric_lines("crash", 8, &n8);
+    int na = read_losses("crash", after, 8);
+    EXPECT(lines == 8 && n5 == 1 && n8 == 1 && na == 8, "metrics.jsonl after the resume: %d lines, step 5 %d times",
+           lines, n5);
+    EXPECT(!memcmp(before, after, 6 * sizeof(double)), "the re-run steps 5 and 6 logged other losses");
+    printf("resume after a crash: metrics.jsonl holds steps 1-8 once each, steps 5-6 with the same losses\n");
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) return 2;
     train_bin = argv[1], data_bin = argv[2];
@@ -308,6 +348,7 @@ int main(int argc, char **argv) {
         check_errors();
         check_distillation();
         check_bad_steps();
+        check_metrics_after_crash();
     }
 
     param_table_free(&t);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "checkpoint.h"
@@ -66,6 +67,41 @@ static int fail(const char *fmt, const char *detail) {
     fprintf(stderr, fmt, detail);
     fputc('\n', stderr);
     return 2;
+}
+
+/* A resumed run logs the steps after its checkpoint again (with the same losses: resume is exact),
+ * so before appending, metrics.jsonl keeps only the lines of steps <= last_step, and no line cut
+ * short by a crash. The kept lines go to path.tmp, which is fsynced and renamed over path.
+ * Returns 0, or -1 with err set (path left as it was). */
+static int metrics_trim(const char *path, int64_t last_step, long *dropped, char *err, size_t errlen) {
+    *dropped = 0;
+    FILE *in = fopen(path, "r");
+    if (!in) return 0; /* nothing logged yet */
+    char tmp[1200], line[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *out = fopen(tmp, "w");
+    if (!out) {
+        fclose(in);
+        snprintf(err, errlen, "cannot write %s", tmp);
+        return -1;
+    }
+    while (fgets(line, sizeof line, in)) {
+        long long step;
+        size_t n = strlen(line);
+        if (n > 0 && line[n - 1] == '\n' && sscanf(line, "{\"step\": %lld,", &step) == 1 && step <= last_step)
+            fputs(line, out);
+        else
+            (*dropped)++;
+    }
+    fclose(in);
+    int ok = fflush(out) == 0 && fsync(fileno(out)) == 0;
+    ok = fclose(out) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        snprintf(err, errlen, "cannot rewrite %s", path);
+        return -1;
+    }
+    return 0;
 }
 
 /* Device tensors of one micro-batch, in f32. */
@@ -379,6 +415,12 @@ static int setup(trainer_t *tr, const run_config_t *cfg, trainer_rank_t who) {
         char mpath[1100];
         if (ckpt_prepare_dir(cfg->out_dir, err, sizeof err)) return fail("sla-train: out_dir: %s", err);
         snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", cfg->out_dir);
+        long dropped = 0;
+        if (tr->step > 0 && metrics_trim(mpath, tr->step, &dropped, err, sizeof err))
+            return fail("sla-train: metrics: %s", err);
+        if (dropped > 0)
+            printf("metrics.jsonl: %ld line(s) past step %lld dropped (those steps run again)\n", dropped,
+                   (long long)tr->step);
         tr->metrics = fopen(mpath, "a");
         if (!tr->metrics) return fail("sla-train: cannot append to %s", mpath);
     }

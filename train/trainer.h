@@ -7,7 +7,8 @@
  * + distill_weight * mse(pred, the frozen dense teacher's pred) on the same inputs), global gradient
  * norm and clipping, AdamW on fp32 master weights with the table's weight-decay mask, optional EMA,
  * one log line and one JSONL metrics line (out_dir/metrics.jsonl; with the step's time, the host
- * data time not hidden behind the GPU, and the norm + optimizer time), and a checkpoint every
+ * data time not hidden behind the GPU, and the norm + optimizer time; a resume first drops the
+ * lines of the steps it will run again, so each step appears once), and a checkpoint every
  * ckpt_every steps and at the end. A non-finite loss skips the step with a warning; max_bad_steps
  * in a row stop the run (exit status 1). SIGTERM/SIGINT finish the current step, write a
  * checkpoint and return 0. Everything random is keyed by (seed, step, sample slot), so a resumed
