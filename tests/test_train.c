@@ -57,23 +57,31 @@ static int stderr_has(const char *phrase) {
     return strstr(buf, phrase) != NULL;
 }
 
-/* Losses by step from a metrics.jsonl (the last line for a step wins). */
-static int read_losses(const char *out, double *loss, int max) {
+/* Losses by step from out's metrics.jsonl (the last line for a step wins); times[step - 1] (if given,
+ * zeroed first) counts the lines of each step, *lines (if given) every line. Returns the highest
+ * step seen. */
+static int read_metrics(const char *out, double *loss, int max, int *times, int *lines) {
     char path[700], line[1024];
     snprintf(path, sizeof path, "%s/%s/metrics.jsonl", dir, out);
     FILE *f = fopen(path, "r");
     int n = 0;
+    if (times) memset(times, 0, sizeof(int) * (size_t)max);
+    if (lines) *lines = 0;
     while (f && fgets(line, sizeof line, f)) {
         long step;
         double l;
+        if (lines) (*lines)++;
         if (sscanf(line, "{\"step\": %ld, \"loss\": %lf", &step, &l) == 2 && step >= 1 && step <= max) {
             loss[step - 1] = l;
+            if (times) times[step - 1]++;
             if (step > n) n = (int)step;
         }
     }
     if (f) fclose(f);
     return n;
 }
+
+static int read_losses(const char *out, double *loss, int max) { return read_metrics(out, loss, max, NULL, NULL); }
 
 static int load(const char *path, const param_table_t *t, ckpt_state_t *s) {
     char err[2048];
@@ -273,22 +281,6 @@ static void check_bad_steps(void) {
            "non-finite steps: exit %d (expected 1 at the first skipped step, no final checkpoint)", rc);
 }
 
-/* Lines of out's metrics.jsonl, and how many are for step `step`. */
-static int count_metric_lines(const char *out, long step, int *for_step) {
-    char path[700], line[1024];
-    snprintf(path, sizeof path, "%s/%s/metrics.jsonl", dir, out);
-    FILE *f = fopen(path, "r");
-    int n = 0;
-    *for_step = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        long s;
-        n++;
-        if (sscanf(line, "{\"step\": %ld,", &s) == 1 && s == step) (*for_step)++;
-    }
-    if (f) fclose(f);
-    return n;
-}
-
 static void check_metrics_after_crash(void) {
     /* 6 steps logged, checkpoints at 4 and 6; the one at 6 "never written" and a torn line appended */
     EXPECT(run_train("crash", "--set steps=8 --set ckpt_every=4 --set keep_last=3 --set stop_after=6") == 0,
@@ -302,11 +294,9 @@ static void check_metrics_after_crash(void) {
     FILE *f = fopen(path, "a");
     if (f) fputs("{\"step\": 7, \"loss\": 1.2", f), fclose(f);
     EXPECT(run_train("crash", "--set steps=8 --set ckpt_every=4 --set keep_last=3") == 0, "resume failed");
-    int n5, n8, lines = count_metric_lines("crash", 5, &n5);
-    count_metric_lines("crash", 8, &n8);
-    int na = read_losses("crash", after, 8);
-    EXPECT(lines == 8 && n5 == 1 && n8 == 1 && na == 8, "metrics.jsonl after the resume: %d lines, step 5 %d times",
-           lines, n5);
+    int times[8], lines, na = read_metrics("crash", after, 8, times, &lines), once = 1;
+    for (int k = 0; k < 8; k++) once = once && times[k] == 1;
+    EXPECT(lines == 8 && once && na == 8, "metrics.jsonl after the resume: %d lines, step 5 %d times", lines, times[4]);
     EXPECT(!memcmp(before, after, 6 * sizeof(double)), "the re-run steps 5 and 6 logged other losses");
     printf("resume after a crash: metrics.jsonl holds steps 1-8 once each, steps 5-6 with the same losses\n");
 }
