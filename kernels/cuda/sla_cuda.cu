@@ -15,8 +15,10 @@
  * for the "all" variant) per query block [H_i | Z_i] -> lin_fwd. Backward: the same states ->
  * lin_bwd_q (dq part, rows [A_i | beta_i]) -> transposed mask GEMM -> lin_bwd_k (dk, dv parts).
  *
- * Order of the forward: selection -> linear branch (writes ol and o = Ol W^T + b) -> sparse
- * flash kernel (o += Os, writes os, lse). Backward: lists and Ds -> linear branch (writes its part
+ * Order of the forward: selection -> linear branch states -> the wgmma flash kernel, whose
+ * epilogue adds the linear branch and the proj (writes o = Os + Ol W^T + b, os, ol, lse). With the
+ * mma.sync flash kernel instead: states -> lin_fwd (writes ol and o = Ol W^T + b) -> flash kernel
+ * (o += Os, writes os, lse). Backward: lists and Ds -> linear branch (writes its part
  * of dq, dk, dv) -> proj gradients -> sparse dq and dk/dv kernels (add their parts). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +160,11 @@ __global__ void f32_to_bf16_kernel(const float *x, bf16 *y, long n) {
         y[i] = __float2bfloat16_rn(x[i]);
 }
 
+void f32_to_bf16_launch(const float *x, bf16 *y, long n) {
+    f32_to_bf16_kernel<<<(unsigned)((n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096), 256, 0, cuda_stream()>>>(x, y, n);
+    CUDA_CHECK_LAUNCH();
+}
+
 /* The bf16 data of an input tensor: its own, or a converted copy in `scratch`. */
 const bf16 *as_bf16(const tensor_t *t, bf16 *scratch, const char *op, const char *name) {
     CHECK(t->device == DEVICE_CUDA, "%s: %s must be on the GPU", op, name);
@@ -165,10 +172,7 @@ const bf16 *as_bf16(const tensor_t *t, bf16 *scratch, const char *op, const char
     CHECK(t->dtype == DTYPE_F32, "%s: %s is %s; the CUDA backend takes bfloat16 (or float32, converted)", op, name,
           dtype_name(t->dtype));
     CHECK(scratch, "%s: internal error: no conversion buffer for %s", op, name);
-    long n = tensor_numel(t);
-    f32_to_bf16_kernel<<<(unsigned)((n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096), 256, 0, cuda_stream()>>>(
-        static_cast<const float *>(t->data), scratch, n);
-    CUDA_CHECK_LAUNCH();
+    f32_to_bf16_launch(static_cast<const float *>(t->data), scratch, tensor_numel(t));
     return scratch;
 }
 
@@ -273,6 +277,10 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     sla_topk_launch(w.scores, BH, d->Tm, d->Tn, d->kappa, d->n_negl, lut_given, lut, neg, neg_ld);
     g_timer.mark("topk");
 
+    /* The linear branch's states; its output and the proj run in the flash kernel's epilogue when
+     * that kernel can (the wgmma forward), else in lin_fwd before it. */
+    const bool fused = flash_forward_fuses_linear(d->D, d->blk_q);
+    const long W = (long)d->D * d->D + d->D;
     void *states = lm.active ? saved_states(op, d, saved) : nullptr;
     LinParams lp = lin_params(cfg, d, lm);
     lp.q = qb, lp.v = vb, lp.cstate = static_cast<bf16 *>(states), lp.tot = static_cast<float *>(states);
@@ -280,12 +288,13 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     lp.ol = static_cast<bf16 *>(saved->ol.data), lp.o = static_cast<bf16 *>(o->data);
     lp.Wsplit = w.wsplit;
     if (lm.active) {
-        lin_w_split_launch(lp.W, w.wsplit, d->D);
+        lin_w_split_launch(lp.W, w.wsplit, d->D, fused);
         if (!lm.all) sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map, w.mask);
         g_timer.mark("rowmap");
         lin_query_states(cfg, d, lm, w, kb, vb, static_cast<bf16 *>(states), static_cast<float *>(states));
+        if (fused && lm.all) f32_to_bf16_launch(lp.tot, w.hs, BH * W); /* the totals as one bf16 state row per head */
     }
-    lin_forward_launch(lp, BH, d->D, d->blk_q);
+    if (!fused) lin_forward_launch(lp, BH, d->D, d->blk_q);
     g_timer.mark("lin_fwd");
 
     FlashParams fp;
@@ -294,7 +303,13 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     fp.o = static_cast<bf16 *>(o->data), fp.os = static_cast<bf16 *>(saved->os.data);
     fp.lse_out = static_cast<float *>(saved->lse.data);
     fp.lut = lut, fp.kappa = d->kappa, fp.tpb = d->blk_k / 64, fp.Tq = d->Tm;
-    fp.Nq = d->N, fp.Nk = d->N, fp.add = 1;
+    fp.Nq = d->N, fp.Nk = d->N, fp.add = !fused;
+    if (fused) {
+        fp.lin = lm.active ? 1 : 2, fp.lin_feature = (int)cfg->feature, fp.lin_all = lm.all;
+        fp.lin_R = lm.all ? 1 : d->Tm;
+        fp.lin_rows = lm.all ? w.hs : lp.cstate, fp.lin_ztot = lm.all ? lp.tot : nullptr;
+        fp.lin_wt = w.wsplit, fp.lin_b = lp.b, fp.ol = lp.ol;
+    }
     flash_forward(fp, BH, d->D, d->blk_q);
     g_timer.mark("flash_fwd");
     g_timer.end();
@@ -342,7 +357,7 @@ extern "C" void sla_backward_cuda(const sla_config_t *cfg, const sla_dims_t *d, 
         LinParams lp = lin_params(cfg, d, lm);
         lp.q = qb, lp.k = kb, lp.v = vb, lp.dout = gb, lp.ol_in = ol;
         lp.W = static_cast<const float *>(proj_w->data), lp.Wsplit = w.wsplit;
-        lin_w_split_launch(lp.W, w.wsplit, D);
+        lin_w_split_launch(lp.W, w.wsplit, D, 0);
         lp.cstate = static_cast<const bf16 *>(states), lp.tot = static_cast<const float *>(states), lp.astack = w.qs;
         lp.dq = dqb, lp.dk = dkb, lp.dv = dvb;
         lin_backward_q_launch(lp, BH, D, d->blk_q);

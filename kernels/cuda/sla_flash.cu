@@ -465,8 +465,13 @@ template <int D> void launch_dkdv(const FlashParams &p, int BH) {
 
 } // namespace
 
+bool flash_forward_fuses_linear(int D, int bq) {
+    return flash_wg_available() && (D == 64 || D == 128) && (bq == 64 || bq == 128);
+}
+
 void flash_forward(const FlashParams &p, int BH, int D, int bq) {
-    if (flash_wg_available() && (D == 64 || D == 128) && (bq == 64 || bq == 128)) flash_forward_wg(p, BH, D, bq);
+    if (flash_forward_fuses_linear(D, bq)) flash_forward_wg(p, BH, D, bq);
+    else if (p.lin) CHECK(0, "flash_forward: the linear epilogue needs the wgmma kernel (head dim %d, query block %d)", D, bq);
     else if (D == 128 && bq == 128) launch_fwd<128, 128>(p, BH);
     else if (D == 128 && bq == 64) launch_fwd<128, 64>(p, BH);
     else if (D == 64 && bq == 128) launch_fwd<64, 128>(p, BH);

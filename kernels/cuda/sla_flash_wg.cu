@@ -16,6 +16,12 @@
  *                when add), os and lse (natural log) exactly as flash_fwd_kernel does; keys past Nk
  *                get -inf (zero-filled tiles), query rows past Nq are computed on zeros and not
  *                stored. Deterministic: a fixed order of operations, no atomics.
+ *                With p.lin (SLA's forward) the epilogue also does the linear branch and the proj
+ *                (FlashParams): after a query block's K/V tiles the producer loads three more
+ *                stages, the block's state H_i with Z_i and the proj's W^T hi and lo, and each
+ *                warpgroup computes phi(Q) from its Q rows, Ol = phi(Q) H_i / den and o = Os + Ol
+ *                W^T + b with two more D x D wgmma products; this replaces the separate lin_fwd
+ *                kernel and its o round trip.
  * Only the sm_90a build has the instructions; flash_wg_available() says whether this process can
  * use the wgmma kernels (built for sm_90a, running on a 9.0 device, SLA_FLASH_WG not 0). Also here,
  * shared with sla_flash_wg_bwd.cu: wg_tile_map, the TMA tensor map of a [BH, N, D] bf16 tensor. */
@@ -30,14 +36,75 @@ namespace {
 
 constexpr int WKT = FLASH_KT; /* key tile rows */
 constexpr int WNST = 4;       /* K/V stages: tile it (S), it - 1 (P V) and two copies in flight */
+constexpr int LIN_STAGES = 3; /* stages of the linear epilogue per query block: H_i (+ Z_i), W^T hi, W^T lo */
 
 template <int D, int NWG> struct WgFwdSmem {
     static constexpr int BQ = 64 * NWG;
     static constexpr int q = BQ * D * 2;    /* bytes of one Q tile (two buffers) */
     static constexpr int tile = WKT * D * 2; /* bytes of one K or V tile */
-    static constexpr int bars = 2 * q + WNST * 2 * tile; /* full[WNST], empty[WNST], qfull[2], qempty[2] */
+    /* A stage: the K and V tiles, or one D x D matrix of the linear epilogue (64-row halves `tile`
+     * bytes apart) and, after the two tiles, the Z_i row (at most D fp32). */
+    static constexpr int stage = 2 * tile + 1024;
+    static constexpr int bars = 2 * q + WNST * stage; /* full[WNST], empty[WNST], qfull[2], qempty[2] */
     static constexpr int total = bars + 8 * (2 * WNST + 4) + 1024; /* + slack for 1024-byte alignment */
 };
+
+/* x = fp32 fragments (the accumulator layout) of one warp's 16 rows r0 .. r0 + 15 (r0 % 8 == 0) of
+ * a [ROWS, D] bf16 tile in the sw128 layout at shared address tile. */
+template <int D, int ROWS>
+__device__ __forceinline__ void frag_load_sw128(float (&x)[D / 8][4], uint32_t tile, int r0, int lane) {
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) {
+        const uint32_t a = tile + (j >> 3) * ROWS * 128 + (r0 + g) * 128 + (((j & 7) ^ g) << 4) + 4 * t;
+        uint32_t u0, u1;
+        asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(u0) : "r"(a));
+        asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(u1) : "r"(a + 8 * 128));
+        const float2 f0 = unpack_bf16(u0), f1 = unpack_bf16(u1);
+        x[j][0] = f0.x, x[j][1] = f0.y, x[j][2] = f1.x, x[j][3] = f1.y;
+    }
+}
+
+/* Between one warp's fragments x and the same positions of a sw128 tile (see frag_load_sw128):
+ * add = false stores x as bf16; add = true adds the bf16 values stored there to x. */
+template <int D, int ROWS>
+__device__ __forceinline__ void frag_swap_sw128(float (&x)[D / 8][4], uint32_t tile, int r0, int lane, bool add) {
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) {
+        const uint32_t a = tile + (j >> 3) * ROWS * 128 + (r0 + g) * 128 + (((j & 7) ^ g) << 4) + 4 * t;
+        if (add) {
+            uint32_t u0, u1;
+            asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(u0) : "r"(a));
+            asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(u1) : "r"(a + 8 * 128));
+            const float2 f0 = unpack_bf16(u0), f1 = unpack_bf16(u1);
+            x[j][0] += f0.x, x[j][1] += f0.y, x[j][2] += f1.x, x[j][3] += f1.y;
+        } else {
+            asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a), "r"(pack_bf16(x[j][0], x[j][1])));
+            asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a + 8 * 128), "r"(pack_bf16(x[j][2], x[j][3])));
+        }
+    }
+}
+
+/* x[., c] += bias[c] over the fragment's columns (t = lane % 4). */
+template <int NT> __device__ __forceinline__ void add_bias(float (&x)[NT][4], const float *bias, int t) {
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+        const float b0 = bias[j * 8 + 2 * t], b1 = bias[j * 8 + 2 * t + 1];
+        x[j][0] += b0, x[j][1] += b1, x[j][2] += b0, x[j][3] += b1;
+    }
+}
+
+/* acc (+)= A M over the D-long k dimension: A in registers (D / 16 k-steps), M a D x D matrix stored
+ * N-major at shared address m as 64-row halves of [64, D] sw128 tiles (WKT * D * 2 bytes apart).
+ * Issues only: the caller fences, commits and waits. */
+template <int D>
+__device__ __forceinline__ void wg_mul_dd(float (&acc)[D / 8][4], const uint32_t (&a)[D / 16][4], uint32_t m, int accumulate) {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+        wgmma_rs_t<D / 8>(acc, a[kk], wg_desc(m + (kk >> 2) * (WKT * D * 2) + (kk & 3) * 2048, WKT * 128, 1024),
+                          accumulate || kk > 0);
+}
 
 /* Persistent: CTA c does the query blocks (items) c, c + gridDim.x, ... (item = bh * nqb + qb).
  * The K/V stages are numbered across items (g), so the producer runs ahead into the next item's
@@ -45,10 +112,11 @@ template <int D, int NWG> struct WgFwdSmem {
 template <int D, int NWG>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1)
     wg_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
-                  const __grid_constant__ CUtensorMap tv, FlashParams p, int nqb, int items) {
+                  const __grid_constant__ CUtensorMap tv, const __grid_constant__ CUtensorMap th,
+                  const __grid_constant__ CUtensorMap tw, FlashParams p, int nqb, int items) {
 #ifdef SLA_WGMMA_DEVICE
     using S = WgFwdSmem<D, NWG>;
-    constexpr int BQ = S::BQ, ND = D / 8, T = S::tile;
+    constexpr int BQ = S::BQ, ND = D / 8, T = S::tile, W = D * D + D;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const uint32_t sQ = (smem_u32(smem_raw) + 1023u) & ~1023u, sKV = sQ + 2 * S::q, sBar = sQ + S::bars;
     auto full = [&](int st) { return sBar + 8 * st; };
@@ -81,8 +149,27 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
                     if (g >= WNST) mbar_wait(empty(st), (int)((g / WNST - 1) & 1));
                     mbar_expect_tx(full(st), 2 * T);
                     for (int sl = 0; sl < D / 64; sl++) {
-                        tma_load_3d(sKV + st * 2 * T + sl * WKT * 128, &tk, sl * 64, row, bh, full(st));
-                        tma_load_3d(sKV + st * 2 * T + T + sl * WKT * 128, &tv, sl * 64, row, bh, full(st));
+                        tma_load_3d(sKV + st * S::stage + sl * WKT * 128, &tk, sl * 64, row, bh, full(st));
+                        tma_load_3d(sKV + st * S::stage + T + sl * WKT * 128, &tv, sl * 64, row, bh, full(st));
+                    }
+                }
+                if (p.lin == 1) { /* then H_i with Z_i, W^T hi and W^T lo, one stage each */
+                    const int srow = bh * p.lin_R + (p.lin_R > 1 ? qb : 0);
+                    for (int e = 0; e < LIN_STAGES; e++, g++) {
+                        const int st = (int)(g % WNST);
+                        const uint32_t dst = sKV + st * S::stage;
+                        const int zbytes = e ? 0 : (p.lin_ztot ? D * 4 : D * 2);
+                        if (g >= WNST) mbar_wait(empty(st), (int)((g / WNST - 1) & 1));
+                        mbar_expect_tx(full(st), D * D * 2 + zbytes);
+                        for (int h = 0; h < D / 64; h++)
+                            for (int sl = 0; sl < D / 64; sl++)
+                                tma_load_3d(dst + h * T + sl * WKT * 128, e ? &tw : &th, sl * 64, h * 64, e ? e - 1 : srow,
+                                            full(st));
+                        if (zbytes) {
+                            const void *z = p.lin_ztot ? (const void *)(p.lin_ztot + (long)bh * W + D * D)
+                                                       : (const void *)(p.lin_rows + (long)srow * W + D * D);
+                            bulk_load(dst + 2 * T, z, zbytes, full(st));
+                        }
                     }
                 }
             }
@@ -108,7 +195,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
         auto stage_and_issue_s = [&](int it) {
             const long gi = g0 + it;
             mbar_wait(full((int)(gi % WNST)), (int)((gi / WNST) & 1));
-            const uint32_t sK = sKV + (int)(gi % WNST) * 2 * T;
+            const uint32_t sK = sKV + (int)(gi % WNST) * S::stage;
             wg_fence();
 #pragma unroll
             for (int kk = 0; kk < D / 16; kk++)
@@ -122,7 +209,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
         };
         /* o += P V_it (P in pa). */
         auto issue_pv = [&](int it) {
-            const uint32_t sV = sKV + (int)((g0 + it) % WNST) * 2 * T + T;
+            const uint32_t sV = sKV + (int)((g0 + it) % WNST) * S::stage + T;
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(o, pa[kk], wg_desc(sV + kk * 2048, WKT * 128, 1024), 1);
             wg_commit();
@@ -183,7 +270,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(pa[kk], s, kk);
         }
-        if (lane == 0) mbar_arrive(qempty(b)); /* every S of this item is complete: Q buffer b is free */
+        /* every S of this item is complete: Q buffer b is free, unless the linear epilogue reads Q */
+        if (p.lin != 1 && lane == 0) mbar_arrive(qempty(b));
         if (n > 0) {
             wg_fence();
             issue_pv(n - 1);
@@ -203,7 +291,74 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
 #pragma unroll
         for (int j = 0; j < ND; j++) o[j][0] *= i0, o[j][1] *= i0, o[j][2] *= i1, o[j][3] *= i1;
         if (p.os) frag_store_global<ND>(o, p.os + (long)bh * p.Nq * D, D, rbase, p.Nq, lane);
-        frag_store_global_add<ND>(o, 1.f, p.o + (long)bh * p.Nq * D, D, rbase, p.Nq, p.add, lane);
+        if (!p.lin) {
+            frag_store_global_add<ND>(o, 1.f, p.o + (long)bh * p.Nq * D, D, rbase, p.Nq, p.add, lane);
+            continue;
+        }
+
+        /* The linear branch and the proj: o = Os + Ol W^T + b (SLA.md sections 3 and 4). Os waits in
+         * this warp's Q rows as bf16 (as saved in os) so that o's registers are free for the two
+         * D x D products; Q buffer b is released once it has been read back. */
+        if (p.lin == 2) { /* empty branch: Ol = 0 */
+            const float zero[8][4] = {};
+#pragma unroll
+            for (int j = 0; j < ND; j += 8) /* 64 columns at a time */
+                frag_store_global<8>(zero, p.ol + (long)bh * p.Nq * D + j * 8, D, rbase, p.Nq, lane);
+            add_bias<ND>(o, p.lin_b, t);
+            frag_store_global<ND>(o, p.o + (long)bh * p.Nq * D, D, rbase, p.Nq, lane);
+            continue;
+        }
+        const uint32_t sQw = sQ + b * S::q, sH = sKV + (int)(g0 % WNST) * S::stage;
+        const int r0 = wg * 64 + w * 16;
+        uint32_t pq[D / 16][4];
+        float d0, d1;
+        {
+            float x[ND][4];
+            frag_load_sw128<D, BQ>(x, sQw, r0, lane);
+            frag_swap_sw128<D, BQ>(o, sQw, r0, lane, false);
+            frag_phi<ND>(x, p.lin_feature);
+            mbar_wait(full((int)(g0 % WNST)), (int)((g0 / WNST) & 1));
+            const unsigned char *zrow = smem_raw + (sH + 2 * T - smem_u32(smem_raw));
+            if (p.lin_ztot)
+                row_inv_den<ND>(x, [&](int c) { return reinterpret_cast<const float *>(zrow)[c]; }, p.lin_all, d0, d1);
+            else
+                row_inv_den<ND>(x, [&](int c) { return __bfloat162float(reinterpret_cast<const bf16 *>(zrow)[c]); },
+                                p.lin_all, d0, d1);
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++) wg_pack_a<ND>(pq[kk], x, kk);
+        }
+        float acc[ND][4];
+#pragma unroll
+        for (int j = 0; j < ND; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+        wg_fence();
+        wg_mul_dd<D>(acc, pq, sH, 0); /* phi(Q) H_i */
+        wg_commit();
+        wg_wait<0>();
+        wg_pin(acc);
+        wg_pin(pq);
+        release(0);
+#pragma unroll
+        for (int j = 0; j < ND; j++) acc[j][0] *= d0, acc[j][1] *= d0, acc[j][2] *= d1, acc[j][3] *= d1;
+        frag_store_global<ND>(acc, p.ol + (long)bh * p.Nq * D, D, rbase, p.Nq, lane);
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) wg_pack_a<ND>(pq[kk], acc, kk); /* Ol as saved (bf16) */
+        mbar_wait(full((int)((g0 + 1) % WNST)), (int)(((g0 + 1) / WNST) & 1));
+        mbar_wait(full((int)((g0 + 2) % WNST)), (int)(((g0 + 2) / WNST) & 1));
+        wg_fence();
+        wg_mul_dd<D>(acc, pq, sKV + (int)((g0 + 1) % WNST) * S::stage, 0); /* Ol W^T: hi, then lo */
+        wg_mul_dd<D>(acc, pq, sKV + (int)((g0 + 2) % WNST) * S::stage, 1);
+        wg_commit();
+        wg_wait<0>();
+        wg_pin(acc);
+        wg_pin(pq);
+        release(1);
+        release(2);
+        g0 += LIN_STAGES;
+        frag_swap_sw128<D, BQ>(acc, sQw, r0, lane, true); /* + Os */
+        wg_proxy_fence(); /* the stash's writes before the next Q copy into buffer b */
+        if (lane == 0) mbar_arrive(qempty(b));
+        add_bias<ND>(acc, p.lin_b, t);
+        frag_store_global<ND>(acc, p.o + (long)bh * p.Nq * D, D, rbase, p.Nq, lane);
     }
 #endif
 }
@@ -222,7 +377,12 @@ template <int D, int NWG> void launch_wg_fwd(const FlashParams &p, int BH) {
     if (p.Nq == 0) return;
     const CUtensorMap tq = wg_tile_map(p.q, BH, p.Nq, D), tk = wg_tile_map(p.k, BH, p.Nk, D), tv = wg_tile_map(p.v, BH, p.Nk, D);
     const int nqb = (p.Nq + 64 * NWG - 1) / (64 * NWG), items = nqb * BH;
-    wg_fwd_kernel<D, NWG><<<items < ctas ? items : ctas, threads, smem, cuda_stream()>>>(tq, tk, tv, p, nqb, items);
+    CHECK(p.lin != 1 || p.lin_R == 1 || p.lin_R == nqb, "flash_forward_wg: %d state rows per head for %d query blocks",
+          p.lin_R, nqb);
+    /* The linear epilogue's state rows and W^T (unused maps repeat tq when it is off). */
+    const CUtensorMap th = p.lin == 1 ? wg_plane_map(p.lin_rows, BH * p.lin_R, D, D, (long)D * D + D) : tq;
+    const CUtensorMap tw = p.lin == 1 ? wg_plane_map(p.lin_wt, 2, D, D, (long)D * D) : tq;
+    wg_fwd_kernel<D, NWG><<<items < ctas ? items : ctas, threads, smem, cuda_stream()>>>(tq, tk, tv, th, tw, p, nqb, items);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -241,11 +401,13 @@ static PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
     return fn;
 }
 
-/* The [BH, N, D] bf16 tensor at x as 64 x 64 boxes with the 128-byte swizzle, zeros outside. */
-CUtensorMap wg_tile_map(const bf16 *x, int BH, int N, int D) {
+/* `planes` [rows, D] bf16 matrices at x, plane_stride elements apart, as 64 x 64 boxes with the
+ * 128-byte swizzle, zeros outside. */
+CUtensorMap wg_plane_map(const bf16 *x, int planes, int rows, int D, long plane_stride) {
     CUtensorMap m;
-    const cuuint64_t dims[3] = {(cuuint64_t)D, (cuuint64_t)N, (cuuint64_t)BH};
-    const cuuint64_t strides[2] = {(cuuint64_t)D * 2, (cuuint64_t)N * D * 2};
+    const int BH = planes, N = rows;
+    const cuuint64_t dims[3] = {(cuuint64_t)D, (cuuint64_t)rows, (cuuint64_t)planes};
+    const cuuint64_t strides[2] = {(cuuint64_t)D * 2, (cuuint64_t)plane_stride * 2};
     const cuuint32_t box[3] = {64, 64, 1}, estr[3] = {1, 1, 1};
     CUresult r = tensor_map_encoder()(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<bf16 *>(x), dims, strides, box,
                                       estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
@@ -253,6 +415,9 @@ CUtensorMap wg_tile_map(const bf16 *x, int BH, int N, int D) {
     CHECK(r == CUDA_SUCCESS, "cuTensorMapEncodeTiled failed (%d) for a [%d, %d, %d] tensor", (int)r, BH, N, D);
     return m;
 }
+
+/* The [BH, N, D] bf16 tensor at x. */
+CUtensorMap wg_tile_map(const bf16 *x, int BH, int N, int D) { return wg_plane_map(x, BH, N, D, (long)N * D); }
 
 bool flash_wg_available() {
 #ifdef SLA_WGMMA

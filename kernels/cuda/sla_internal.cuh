@@ -41,6 +41,16 @@ struct FlashParams {
      * fixed-order sum writes dk and dv (flash_dkdv_splits says how many; 0 or 1: no split). */
     int qsplit;
     float *kv_part;
+    /* Forward, wgmma kernel only (flash_forward_fuses_linear): SLA's linear branch and the proj in
+     * the epilogue, with add = 0. lin 1: Ol = phi(Q) H_i / den, from the bf16 state rows lin_rows
+     * [BH, lin_R, D*D + D] (query block qb of head bh reads row bh * lin_R + qb, or bh when lin_R is
+     * 1), den = phi(Q) . Z_i (+ 1e-5 when lin_all) with Z_i from that row or, when lin_ztot is
+     * given, from the fp32 row lin_ztot [BH, D*D + D] at D*D; o = Os + Ol W^T + b with lin_wt [2, D,
+     * D] = W^T hi, lo (bf16, [in][out]); ol written. lin 2: the branch is empty: ol = 0, o = Os + b. */
+    int lin, lin_feature, lin_all, lin_R;
+    const bf16 *lin_rows, *lin_wt;
+    const float *lin_ztot, *lin_b;
+    bf16 *ol;
 };
 
 constexpr int FLASH_KT = 64; /* key tile rows of the flash kernels */
@@ -97,6 +107,9 @@ __device__ __forceinline__ void dq_epilogue(float (&acc)[D / 8][4], const float 
 
 /* o, lse (and os) for query blocks of bq rows (64 or 128). */
 void flash_forward(const FlashParams &p, int BH, int D, int bq);
+/* Whether flash_forward takes the lin fields (the wgmma kernel runs); else the caller runs
+ * lin_forward_launch and the flash kernel adds Os to its o. */
+bool flash_forward_fuses_linear(int D, int bq);
 /* The wgmma (sm_90a) forward of sla_flash_wg.cu: whether this process can use it, and the launcher
  * with flash_forward's contract. */
 bool flash_wg_available();
@@ -110,6 +123,9 @@ int flash_dkdv_splits(int BH, int Nq, int Nk);
 /* The tensor map of the wgmma kernels: a [BH, N, D] bf16 tensor as 64 x 64 boxes in the sw128
  * layout (zeros outside). */
 CUtensorMap wg_tile_map(const bf16 *x, int BH, int N, int D);
+/* The same for `planes` [rows, D] bf16 matrices whose starts are plane_stride elements apart
+ * (a multiple of 8). */
+CUtensorMap wg_plane_map(const bf16 *x, int planes, int rows, int D, long plane_stride);
 /* Ds = rowsum(dout * o) (fp32). */
 void flash_bwd_prep(const bf16 *dout, const bf16 *o, float *Ds, long rows, int D);
 /* dq over each query block's key list (query blocks of bq rows); also Ds_exact. */
@@ -162,8 +178,9 @@ struct LinParams {
     bf16 *ol, *o, *dq, *dk, *dv;
 };
 
-/* wsplit [2, D, D] bf16 = hi, lo of the fp32 proj weight. */
-void lin_w_split_launch(const float *W, bf16 *wsplit, int D);
+/* wsplit [2, D, D] bf16 = hi, lo of the fp32 proj weight W [out][in], or of W^T ([in][out]) when
+ * transposed. */
+void lin_w_split_launch(const float *W, bf16 *wsplit, int D, int transposed);
 /* hs [BH, Tn, W]: per key block [phi(K_j)^T V_j | colsum phi(K_j)] (bf16). */
 void lin_state_launch(const bf16 *k, const bf16 *v, bf16 *hs, int BH, int N, int D, int blk_k, int Tn, int feature);
 /* out = mask rows (per head: out [Tm, W] = mask [Tm, Tn] rows [Tn, W]) or, transposed,

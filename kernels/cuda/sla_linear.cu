@@ -34,12 +34,12 @@
 
 namespace {
 
-/* The proj weight split once per call: wsplit [2, D, D] bf16 = hi, lo of W [out][in]. */
-__global__ void w_split_kernel(const float *W, bf16 *ws, int n) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
+/* The proj weight split once per call: wsplit [2, D, D] bf16 = hi, lo of W [out][in] (or of W^T). */
+__global__ void w_split_kernel(const float *W, bf16 *ws, int D, int transposed) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x, n = D * D;
     if (i >= n) return;
     float h, l;
-    split_bf16(W[i], h, l);
+    split_bf16(W[transposed ? (i % D) * D + i / D : i], h, l);
     ws[i] = __float2bfloat16_rn(h), ws[n + i] = __float2bfloat16_rn(l);
 }
 
@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(BQ * 2) lin_fwd_kernel(LinParams p) {
     frag_load_smem<NTD>(x, aw, LD, lane);
     frag_phi<NTD>(x, p.feature);
     float i0, i1;
-    row_inv_den<NTD>(x, sZ, p.all, i0, i1);
+    row_inv_den<NTD>(x, [&](int c) { return sZ[c]; }, p.all, i0, i1);
     frag_store_split<NTD>(x, aw, nullptr, LD, lane);
     __syncwarp();
     float num[1][NTD][4];
@@ -230,8 +230,8 @@ void cublas_check(cublasStatus_t st, const char *what) {
 
 } // namespace
 
-void lin_w_split_launch(const float *W, bf16 *wsplit, int D) {
-    w_split_kernel<<<(D * D + 255) / 256, 256, 0, cuda_stream()>>>(W, wsplit, D * D);
+void lin_w_split_launch(const float *W, bf16 *wsplit, int D, int transposed) {
+    w_split_kernel<<<(D * D + 255) / 256, 256, 0, cuda_stream()>>>(W, wsplit, D, transposed);
     CUDA_CHECK_LAUNCH();
 }
 

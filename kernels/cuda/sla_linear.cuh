@@ -55,21 +55,6 @@ __device__ void load_state(const bf16 *crow, const float *trow, bf16 *sM, float 
     }
 }
 
-/* Row denominators phi . Z (+ eps) of a warp's 16 rows; 1/den, or 0 for rows that send nothing. */
-template <int NT>
-__device__ __forceinline__ void row_inv_den(const float (&x)[NT][4], const float *sZ, int all, float &i0, float &i1) {
-    const int t = threadIdx.x & 3;
-    float d0 = 0.f, d1 = 0.f;
-#pragma unroll
-    for (int n = 0; n < NT; n++) {
-        float z0 = sZ[n * 8 + 2 * t], z1 = sZ[n * 8 + 2 * t + 1];
-        d0 += x[n][0] * z0 + x[n][1] * z1, d1 += x[n][2] * z0 + x[n][3] * z1;
-    }
-    d0 = quad_sum(d0), d1 = quad_sum(d1);
-    if (all) d0 += 1e-5f, d1 += 1e-5f;
-    i0 = d0 > 0.f ? 1.f / d0 : 0.f, i1 = d1 > 0.f ? 1.f / d1 : 0.f;
-}
-
 } // namespace
 
 #endif

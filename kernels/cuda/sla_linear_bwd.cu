@@ -84,7 +84,7 @@ __global__ void __launch_bounds__(BQ * 2) lin_bwdq_kernel(LinParams p) {
     frag_load_smem<NTD>(x, aq, LD, lane);
     frag_phi<NTD>(x, p.feature);
     float i0, i1;
-    row_inv_den<NTD>(x, sZ, p.all, i0, i1);
+    row_inv_den<NTD>(x, [&](int c) { return sZ[c]; }, p.all, i0, i1);
     if (row0 >= p.N) i0 = 0.f; /* padded rows send nothing */
     if (row1 >= p.N) i1 = 0.f;
     __syncwarp(); /* the warp's Q and dout rows are consumed: dOl and Q^ take their place */

@@ -259,6 +259,22 @@ template <int NT> __device__ __forceinline__ void frag_phi(float (&x)[NT][4], in
     }
 }
 
+/* Row denominators phi . Z (+ 1e-5 when all) of a warp's 16 rows from fp32 phi fragments; z(c)
+ * gives Z's column c as a float. Returns 1/den, or 0 for rows that send nothing (den <= 0). */
+template <int NT, typename ZF>
+__device__ __forceinline__ void row_inv_den(const float (&x)[NT][4], ZF z, int all, float &i0, float &i1) {
+    const int t = threadIdx.x & 3;
+    float d0 = 0.f, d1 = 0.f;
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+        const float z0 = z(n * 8 + 2 * t), z1 = z(n * 8 + 2 * t + 1);
+        d0 += x[n][0] * z0 + x[n][1] * z1, d1 += x[n][2] * z0 + x[n][3] * z1;
+    }
+    d0 = quad_sum(d0), d1 = quad_sum(d1);
+    if (all) d0 += 1e-5f, d1 += 1e-5f;
+    i0 = d0 > 0.f ? 1.f / d0 : 0.f, i1 = d1 > 0.f ? 1.f / d1 : 0.f;
+}
+
 /* d <- dLoss/dx given d = dLoss/dphi and phi = phi(x). elu+1: x > 0 exactly when phi > 1 (and
  * where x + 1 rounds to 1 both branches give dphi); relu: x > 0 exactly when phi > 0. */
 template <int NT>

@@ -100,6 +100,12 @@ __device__ __forceinline__ void tma_load_3d(uint32_t dst, const void *map, int c
                  "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
                  : "memory");
 }
+/* `bytes` (a multiple of 16) contiguous bytes from global src into shared dst, completing on bar. */
+__device__ __forceinline__ void bulk_load(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar)
+                 : "memory");
+}
 #else
 __device__ __forceinline__ void wg_fence() {}
 __device__ __forceinline__ void wg_commit() {}
@@ -113,6 +119,7 @@ __device__ __forceinline__ void mbar_expect_tx(uint32_t, uint32_t) {}
 __device__ __forceinline__ void mbar_arrive(uint32_t) {}
 __device__ __forceinline__ void mbar_wait(uint32_t, int) {}
 __device__ __forceinline__ void tma_load_3d(uint32_t, const void *, int, int, int, uint32_t) {}
+__device__ __forceinline__ void bulk_load(uint32_t, const void *, uint32_t, uint32_t) {}
 #endif
 
 /* d (+)= A B with B N-major, N = 8 NB (64 or 128). */
