@@ -187,7 +187,7 @@ __global__ void __launch_bounds__(256, BK == 64 ? 2 : 1) lin_state_kernel(const 
         float acc[T::MT][T::NT][4];
         zero_acc<T::MT, T::NT>(acc);
         warp_gemm<T::MT, T::NT, true, false>(acc, sK + m0, LD, sV + n0, LD, BK, lane);
-        dd_store_global<D, NW>(acc, out);
+        dd_store_global<D, NW>(acc, out, sK); /* staged where K and V were (D <= 2 BK rows) */
         __syncthreads(); /* this stage is free for the load two blocks ahead */
     }
 }

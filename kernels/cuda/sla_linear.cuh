@@ -19,20 +19,30 @@ template <int D, int NW> struct DDT {
     static_assert(WR * WC == NW && NT % 2 == 0, "bad D x D warp tiling");
 };
 
-/* This warp's part of a D x D accumulator as bf16 into a row-major [D][D] global row. */
+/* A D x D accumulator held by the CTA's NW warps as bf16 into the row-major [D][D] global row out,
+ * through stage (shared, D x (D + 8) bf16) so that the global writes are whole 16-byte pieces.
+ * Every thread of the CTA calls it; it synchronises the CTA before writing stage (no warp may still
+ * read it) and in the middle; the caller synchronises again before it reuses stage. */
 template <int D, int NW>
-__device__ void dd_store_global(const float (&acc)[DDT<D, NW>::MT][DDT<D, NW>::NT][4], bf16 *out) {
+__device__ void dd_store_global(const float (&acc)[DDT<D, NW>::MT][DDT<D, NW>::NT][4], bf16 *out, bf16 *stage) {
     using T = DDT<D, NW>;
+    constexpr int LD = D + 8;
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int m0 = (w % T::WR) * T::MT * 16, n0 = (w / T::WR) * T::NT * 8;
+    __syncthreads();
 #pragma unroll
     for (int mt = 0; mt < T::MT; mt++)
 #pragma unroll
         for (int j = 0; j < T::NT; j++) {
             int r = m0 + mt * 16 + g, c = n0 + j * 8 + 2 * t;
-            *reinterpret_cast<uint32_t *>(out + r * D + c) = pack_bf16(acc[mt][j][0], acc[mt][j][1]);
-            *reinterpret_cast<uint32_t *>(out + (r + 8) * D + c) = pack_bf16(acc[mt][j][2], acc[mt][j][3]);
+            *reinterpret_cast<uint32_t *>(stage + r * LD + c) = pack_bf16(acc[mt][j][0], acc[mt][j][1]);
+            *reinterpret_cast<uint32_t *>(stage + (r + 8) * LD + c) = pack_bf16(acc[mt][j][2], acc[mt][j][3]);
         }
+    __syncthreads();
+    for (int i = threadIdx.x; i < D * D / 8; i += NW * 32) {
+        const int r = i / (D / 8), c = (i % (D / 8)) * 8;
+        *reinterpret_cast<uint4 *>(out + r * D + c) = *reinterpret_cast<const uint4 *>(stage + r * LD + c);
+    }
 }
 
 /* A state row [M | m] (M: D x D, m: D) into shared sM (bf16, row stride D + 8) and sm (fp32):

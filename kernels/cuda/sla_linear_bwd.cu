@@ -125,7 +125,7 @@ __global__ void __launch_bounds__(BQ * 2) lin_bwdq_kernel(LinParams p) {
         zero_acc<T::MT, T::NT>(acc);
         const int m0 = (w % T::WR) * T::MT * 16, n0 = (w / T::WR) * T::NT * 8;
         warp_gemm<T::MT, T::NT, true, false>(acc, Ag + m0, LD, Aq + n0, LD, BQ, lane);
-        dd_store_global<D, NW>(acc, arow);
+        dd_store_global<D, NW>(acc, arow, R0); /* staged where H_i was */
     }
     if (tid < D) {
         float s = 0.f;
