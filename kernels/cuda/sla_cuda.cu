@@ -286,13 +286,15 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     const int neg_ld = (int)saved->neg.shape[3];
 
     g_timer.begin("forward");
-    if (lm.active) { /* the key block states need only K and V: they run beside the selection */
+    sla_pool_launch(qb, kb, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, w.qbar, w.ksum, w.kbar);
+    g_timer.mark("pool");
+    /* The key block states need only K and V: they run beside the scores, top-k and row map (small
+     * grids, latency-bound), not beside the pooling, which like them is bound by memory bandwidth. */
+    if (lm.active) {
         side_begin();
         lin_state_launch(kb, vb, w.hs, BH, d->N, d->D, d->blk_k, d->Tn, (int)cfg->feature);
         side_end();
     }
-    sla_pool_launch(qb, kb, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, w.qbar, w.ksum, w.kbar);
-    g_timer.mark("pool");
     sla_scores_launch(w.qbar, w.kbar, BH, d->D, d->Tm, d->Tn, w.scores);
     g_timer.mark("scores");
     sla_topk_launch(w.scores, BH, d->Tm, d->Tn, d->kappa, d->n_negl, lut_given, lut, neg, neg_ld);
