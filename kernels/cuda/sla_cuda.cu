@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda_mem.h"
 #include "sla_cuda.h"
 #include "sla_cuda_ext.h"
 #include "sla_internal.cuh"
@@ -203,33 +202,18 @@ LinParams lin_params(const sla_config_t *cfg, const sla_dims_t *d, const LinMode
     return p;
 }
 
-/* ---- a second stream for work that overlaps the selection -------------------------------------
- * side_begin: what follows (until side_end) is enqueued on the side stream, after everything already
- * on the backend's stream; side_end returns to the backend's stream, and side_join makes it wait for
- * the side work. Events fork and join the streams, so a graph capture takes the side work in. */
-
-struct SideStream {
-    cudaStream_t stream = nullptr, main = nullptr;
-    cudaEvent_t fork = nullptr, join = nullptr;
-};
-SideStream g_side;
-
-void side_begin() {
-    if (!g_side.stream) {
-        CUDA_CHECK(cudaStreamCreateWithFlags(&g_side.stream, cudaStreamNonBlocking));
-        CUDA_CHECK(cudaEventCreateWithFlags(&g_side.fork, cudaEventDisableTiming));
-        CUDA_CHECK(cudaEventCreateWithFlags(&g_side.join, cudaEventDisableTiming));
-    }
-    g_side.main = cuda_stream();
-    CUDA_CHECK(cudaEventRecord(g_side.fork, g_side.main));
-    CUDA_CHECK(cudaStreamWaitEvent(g_side.stream, g_side.fork, 0));
-    cuda_set_stream(g_side.stream);
+/* Per query block states [H_i | Z_i] into w.qs (complement) or the totals into w.tot ("all"). */
+/* Per query block states into qs (complement) or the totals into tot ("all"). */
+void lin_query_states(const sla_config_t *cfg, const sla_dims_t *d, const LinMode &lm, const SlaWs &w,
+                      const bf16 *k, const bf16 *v, bf16 *qs, float *tot) {
+    const int BH = d->B * d->H;
+    const long W = (long)d->D * d->D + d->D;
+    lin_state_launch(k, v, w.hs, BH, d->N, d->D, d->blk_k, d->Tn, (int)cfg->feature);
+    g_timer.mark("states");
+    if (lm.all) lin_reduce_bf16_launch(w.hs, tot, BH, d->Tn, W);
+    else lin_mask_gemm(w.hs, w.mask, qs, BH, d->Tm, d->Tn, W, 0);
+    g_timer.mark("state_gemm");
 }
-void side_end() {
-    CUDA_CHECK(cudaEventRecord(g_side.join, g_side.stream));
-    cuda_set_stream(g_side.main);
-}
-void side_join() { CUDA_CHECK(cudaStreamWaitEvent(cuda_stream(), g_side.join, 0)); }
 
 } // namespace
 
@@ -288,13 +272,6 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     g_timer.begin("forward");
     sla_pool_launch(qb, kb, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, w.qbar, w.ksum, w.kbar);
     g_timer.mark("pool");
-    /* The key block states need only K and V: they run beside the scores, top-k and row map (small
-     * grids, latency-bound), not beside the pooling, which like them is bound by memory bandwidth. */
-    if (lm.active) {
-        side_begin();
-        lin_state_launch(kb, vb, w.hs, BH, d->N, d->D, d->blk_k, d->Tn, (int)cfg->feature);
-        side_end();
-    }
     sla_scores_launch(w.qbar, w.kbar, BH, d->D, d->Tm, d->Tn, w.scores);
     g_timer.mark("scores");
     sla_topk_launch(w.scores, BH, d->Tm, d->Tn, d->kappa, d->n_negl, lut_given, lut, neg, neg_ld);
@@ -314,13 +291,8 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
         lin_w_split_launch(lp.W, w.wsplit, d->D, fused);
         if (!lm.all) sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map, w.mask);
         g_timer.mark("rowmap");
-        side_join();
-        g_timer.mark("states_wait");
-        /* per query block states [H_i | Z_i] (complement) or the totals */
-        if (lm.all) lin_reduce_bf16_launch(w.hs, static_cast<float *>(states), BH, d->Tn, W);
-        else lin_mask_gemm(w.hs, w.mask, static_cast<bf16 *>(states), BH, d->Tm, d->Tn, W, 0);
+        lin_query_states(cfg, d, lm, w, kb, vb, static_cast<bf16 *>(states), static_cast<float *>(states));
         if (fused && lm.all) f32_to_bf16_launch(lp.tot, w.hs, BH * W); /* the totals as one bf16 state row per head */
-        g_timer.mark("state_gemm");
     }
     if (!fused) lin_forward_launch(lp, BH, d->D, d->blk_q);
     g_timer.mark("lin_fwd");
