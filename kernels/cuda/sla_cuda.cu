@@ -202,14 +202,11 @@ LinParams lin_params(const sla_config_t *cfg, const sla_dims_t *d, const LinMode
     return p;
 }
 
-/* Per query block states [H_i | Z_i] into w.qs (complement) or the totals into w.tot ("all"). */
-/* Per query block states into qs (complement) or the totals into tot ("all"). */
-void lin_query_states(const sla_config_t *cfg, const sla_dims_t *d, const LinMode &lm, const SlaWs &w,
-                      const bf16 *k, const bf16 *v, bf16 *qs, float *tot) {
+/* From the key block states in w.hs: per query block states [H_i | Z_i] into qs (complement) or
+ * the totals into tot ("all"). */
+void lin_query_states(const sla_dims_t *d, const LinMode &lm, const SlaWs &w, bf16 *qs, float *tot) {
     const int BH = d->B * d->H;
     const long W = (long)d->D * d->D + d->D;
-    lin_state_launch(k, v, w.hs, BH, d->N, d->D, d->blk_k, d->Tn, (int)cfg->feature);
-    g_timer.mark("states");
     if (lm.all) lin_reduce_bf16_launch(w.hs, tot, BH, d->Tn, W);
     else lin_mask_gemm(w.hs, w.mask, qs, BH, d->Tm, d->Tn, W, 0);
     g_timer.mark("state_gemm");
@@ -270,7 +267,11 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     const int neg_ld = (int)saved->neg.shape[3];
 
     g_timer.begin("forward");
-    sla_pool_launch(qb, kb, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, w.qbar, w.ksum, w.kbar);
+    /* The linear branch's key block states first: that pass also sums K for the selection. */
+    if (lm.active) lin_state_launch(kb, vb, w.hs, w.ksum, BH, d->N, d->D, d->blk_k, d->Tn, (int)cfg->feature);
+    g_timer.mark("states");
+    sla_pool_launch(qb, lm.active ? nullptr : kb, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, w.qbar, w.ksum,
+                    w.kbar);
     g_timer.mark("pool");
     sla_scores_launch(w.qbar, w.kbar, BH, d->D, d->Tm, d->Tn, w.scores);
     g_timer.mark("scores");
@@ -291,7 +292,7 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
         lin_w_split_launch(lp.W, w.wsplit, d->D, fused);
         if (!lm.all) sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map, w.mask);
         g_timer.mark("rowmap");
-        lin_query_states(cfg, d, lm, w, kb, vb, static_cast<bf16 *>(states), static_cast<float *>(states));
+        lin_query_states(d, lm, w, static_cast<bf16 *>(states), static_cast<float *>(states));
         if (fused && lm.all) f32_to_bf16_launch(lp.tot, w.hs, BH * W); /* the totals as one bf16 state row per head */
     }
     if (!fused) lin_forward_launch(lp, BH, d->D, d->blk_q);

@@ -142,7 +142,8 @@ void sla_select_launch(const bf16 *q, const bf16 *k, int BH, int N, int D, int b
                        int kappa, int n_negl, int lut_given, int *lut, int *neg, int neg_ld, float *qbar, float *ksum,
                        float *kbar, float *scores);
 
-/* The three steps of sla_select_launch. */
+/* The three steps of sla_select_launch. sla_pool_launch with k null pools Q only and takes ksum as
+ * already written (lin_state_launch). */
 void sla_pool_launch(const bf16 *q, const bf16 *k, int BH, int N, int D, int blk_q, int blk_k, int Tm, int Tn,
                      float *qbar, float *ksum, float *kbar);
 void sla_scores_launch(const float *qbar, const float *kbar, int BH, int D, int Tm, int Tn, float *scores);
@@ -181,8 +182,10 @@ struct LinParams {
 /* wsplit [2, D, D] bf16 = hi, lo of the fp32 proj weight W [out][in], or of W^T ([in][out]) when
  * transposed. */
 void lin_w_split_launch(const float *W, bf16 *wsplit, int D, int transposed);
-/* hs [BH, Tn, W]: per key block [phi(K_j)^T V_j | colsum phi(K_j)] (bf16). */
-void lin_state_launch(const bf16 *k, const bf16 *v, bf16 *hs, int BH, int N, int D, int blk_k, int Tn, int feature);
+/* hs [BH, Tn, W]: per key block [phi(K_j)^T V_j | colsum phi(K_j)] (bf16); with ksum (else null)
+ * also ksum [BH, Tn, D], the fp32 sums of K per key block that sla_pool_launch would write. */
+void lin_state_launch(const bf16 *k, const bf16 *v, bf16 *hs, float *ksum, int BH, int N, int D, int blk_k, int Tn,
+                      int feature);
 /* out = mask rows (per head: out [Tm, W] = mask [Tm, Tn] rows [Tn, W]) or, transposed,
  * out [Tn, W] = mask^T rows [Tm, W]. cuBLAS, fp32 accumulation, bf16 out. */
 void lin_mask_gemm(const bf16 *rows, const bf16 *mask, bf16 *out, int BH, int Tm, int Tn, long W, int transposed);

@@ -15,7 +15,9 @@
  * Q^) and the transposed mask. cuBLAS without atomics and fixed-order reductions: results are
  * bit-reproducible.
  *
- * lin_state_kernel  per key block: hs_j (bf16 row of W); persistent, two stages.
+ * lin_state_kernel  per key block: hs_j (bf16 row of W) and, when asked, the selection's key block
+ *                   sum ksum_j of the raw K (so the pooling pass need not read K again);
+ *                   persistent, two stages.
  * lin_fwd_kernel    per query block: Ol = phi(Q) H_i / den (0 where den <= 0 or the block has no
  *                   linear key block); ol = Ol; o = Ol W^T + b (the sparse kernel adds Os after).
  * lin_bwdq_kernel   per query block: dOl = dout W, Dl = dOl . Ol, Q^ = phi(Q) / den,
@@ -110,8 +112,9 @@ __global__ void __launch_bounds__(BQ * 2) lin_fwd_kernel(LinParams p) {
  * persistent grid: CTA c takes the blocks c, c + gridDim.x, ... of the BH * Tn in two shared stages,
  * loading the next block while it works on this one. */
 template <int D, int BK>
-__global__ void __launch_bounds__(256, BK == 64 ? 2 : 1) lin_state_kernel(const bf16 *k, const bf16 *v, bf16 *hs, int N, int Tn,
-                                                          int items, int feature) {
+__global__ void __launch_bounds__(256, BK == 64 ? 2 : 1) lin_state_kernel(const bf16 *k, const bf16 *v, bf16 *hs,
+                                                                           float *ksum, int N, int Tn, int items,
+                                                                           int feature) {
     constexpr int LD = D + 8, EPT = D / 4, NW = 8, W = D * D + D, STAGE = 2 * BK * LD;
     using T = DDT<D, NW>;
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -134,6 +137,15 @@ __global__ void __launch_bounds__(256, BK == 64 ? 2 : 1) lin_state_kernel(const 
         __syncthreads();
         bf16 *sK = sbase + st * STAGE, *sV = sK + BK * LD;
         const long r0 = (long)(it % Tn) * BK;
+        if (ksum) { /* the selection's sums of the raw K (rows past N are zero) */
+            if (tid < D) {
+                float s = 0.f;
+#pragma unroll 16
+                for (int r = 0; r < BK; r++) s += __bfloat162float(sK[r * LD + tid]);
+                ksum[(long)it * D + tid] = s;
+            }
+            __syncthreads();
+        }
         /* phi in place, a quad per row; rows past N become 0 */
 #pragma unroll 1
         for (int rb = 0; rb < BK; rb += 64) {
@@ -181,6 +193,7 @@ __global__ void __launch_bounds__(256, BK == 64 ? 2 : 1) lin_state_kernel(const 
         bf16 *out = hs + (long)it * W; /* it = bh * Tn + j */
         if (tid < D) {
             float s = 0.f;
+#pragma unroll 16
             for (int r = 0; r < BK; r++) s += __bfloat162float(sK[r * LD + tid]);
             out[D * D + tid] = __float2bfloat16_rn(s);
         }
@@ -210,7 +223,8 @@ template <typename K> int resident_grid(K kernel, int threads, int smem, long it
     return (int)(n < items ? n : items);
 }
 
-template <int D, int BK> void state_launch(const bf16 *k, const bf16 *v, bf16 *hs, int BH, int N, int Tn, int feature) {
+template <int D, int BK>
+void state_launch(const bf16 *k, const bf16 *v, bf16 *hs, float *ksum, int BH, int N, int Tn, int feature) {
     constexpr int smem = 2 * 2 * BK * (D + 8) * 2; /* two stages of K, V */
     static int grid = 0;
     if (!grid) {
@@ -218,7 +232,7 @@ template <int D, int BK> void state_launch(const bf16 *k, const bf16 *v, bf16 *h
         grid = resident_grid(lin_state_kernel<D, BK>, 256, smem, 1L << 30);
     }
     const int items = BH * Tn;
-    lin_state_kernel<D, BK><<<items < grid ? items : grid, 256, smem, cuda_stream()>>>(k, v, hs, N, Tn, items, feature);
+    lin_state_kernel<D, BK><<<items < grid ? items : grid, 256, smem, cuda_stream()>>>(k, v, hs, ksum, N, Tn, items, feature);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -235,12 +249,13 @@ void lin_w_split_launch(const float *W, bf16 *wsplit, int D, int transposed) {
     CUDA_CHECK_LAUNCH();
 }
 
-void lin_state_launch(const bf16 *k, const bf16 *v, bf16 *hs, int BH, int N, int D, int blk_k, int Tn, int feature) {
+void lin_state_launch(const bf16 *k, const bf16 *v, bf16 *hs, float *ksum, int BH, int N, int D, int blk_k, int Tn,
+                      int feature) {
     CHECK(blk_k == 64 || blk_k == 128, "SLA linear branch: key block %d (64 or 128)", blk_k);
-    if (D == 128 && blk_k == 64) state_launch<128, 64>(k, v, hs, BH, N, Tn, feature);
-    else if (D == 128) state_launch<128, 128>(k, v, hs, BH, N, Tn, feature);
-    else if (D == 64 && blk_k == 64) state_launch<64, 64>(k, v, hs, BH, N, Tn, feature);
-    else if (D == 64) state_launch<64, 128>(k, v, hs, BH, N, Tn, feature);
+    if (D == 128 && blk_k == 64) state_launch<128, 64>(k, v, hs, ksum, BH, N, Tn, feature);
+    else if (D == 128) state_launch<128, 128>(k, v, hs, ksum, BH, N, Tn, feature);
+    else if (D == 64 && blk_k == 64) state_launch<64, 64>(k, v, hs, ksum, BH, N, Tn, feature);
+    else if (D == 64) state_launch<64, 128>(k, v, hs, ksum, BH, N, Tn, feature);
     else CHECK(0, "SLA linear branch: unsupported head dim %d", D);
 }
 

@@ -2,7 +2,8 @@
  * without host synchronisation (SLA.md section 1).
  *
  * pool_kernel     qbar_i = mean of Q over query block i, ksum_j = sum of K over key block j (fp32,
- *                 true counts for partial blocks); fixed-order reductions.
+ *                 true counts for partial blocks); fixed-order reductions. The SLA forward has the
+ *                 linear branch's state kernel write ksum (it reads K anyway) and pools Q only.
  * kmean_kernel    mu = sum_j ksum_j / N; kbar_j = ksum_j / count_j - mu (= mean of K - mu).
  * scores_kernel   s_ij = qbar_i . kbar_j in fp32 (d summed in order).
  * topk_kernel     per query block: bitonic sort of (score desc, j asc) as 64-bit keys; critical =
@@ -335,7 +336,7 @@ void sla_pool_launch(const bf16 *q, const bf16 *k, int BH, int N, int D, int blk
                      float *qbar, float *ksum, float *kbar) {
     CHECK(D % 32 == 0 && D <= 256, "SLA selection: head dim %d must be a multiple of 32 up to 256", D);
     cudaStream_t st = cuda_stream();
-    pool_kernel<<<dim3(Tm + Tn, BH), 256, 0, st>>>(q, k, qbar, ksum, N, D, blk_q, blk_k, Tm, Tn);
+    pool_kernel<<<dim3(k ? Tm + Tn : Tm, BH), 256, 0, st>>>(q, k, qbar, ksum, N, D, blk_q, blk_k, Tm, Tn);
     CUDA_CHECK_LAUNCH();
     kmean_kernel<<<BH, KMEAN_THREADS, 0, st>>>(ksum, kbar, N, D, blk_k, Tn);
     CUDA_CHECK_LAUNCH();
