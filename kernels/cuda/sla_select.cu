@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(256) pool_kernel(const bf16 *q, const bf16 *k,
     const int cpr = D / 8, phases = 256 / cpr, c = tid % cpr, ph = tid / cpr;
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     if (ph < phases)
-#pragma unroll 4
+#pragma unroll 8
         for (int r = r0 + ph; r < r1; r += phases) {
             uint4 u = *reinterpret_cast<const uint4 *>(x + (long)r * D + c * 8);
             const uint32_t *pu = reinterpret_cast<const uint32_t *>(&u);
@@ -103,6 +103,7 @@ __global__ void __launch_bounds__(KMEAN_THREADS) kmean_kernel(const float *ksum,
     const int g = threadIdx.x / D < G ? threadIdx.x / D : Tn; /* threads past G * D (D not a power of 2) idle */
     const float *ks = ksum + (long)bh * Tn * D;
     float s = 0.f;
+#pragma unroll 8 /* the loads in flight together; the sum keeps its order */
     for (int j = g; j < Tn; j += G) s += ks[(long)j * D + d];
     if (g < G) part[g * D + d] = s;
     __syncthreads();
@@ -113,6 +114,7 @@ __global__ void __launch_bounds__(KMEAN_THREADS) kmean_kernel(const float *ksum,
     }
     __syncthreads();
     const float mu = mu_sh[d];
+#pragma unroll 8
     for (int j = g; j < Tn; j += G) {
         int cnt = min(N, (j + 1) * blk_k) - j * blk_k;
         kbar[((long)bh * Tn + j) * D + d] = ks[(long)j * D + d] / (float)cnt - mu;
