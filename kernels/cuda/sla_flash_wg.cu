@@ -86,6 +86,19 @@ __device__ __forceinline__ void frag_swap_sw128(float (&x)[D / 8][4], uint32_t t
     }
 }
 
+/* Bf16 A fragments a (D / 16 k-steps, the layout wg_pack_a makes) into the same positions of a sw128
+ * tile as frag_swap_sw128 stores x: the bf16 values of the accumulator they were packed from. */
+template <int D, int ROWS>
+__device__ __forceinline__ void afrag_store_sw128(const uint32_t (&a)[D / 16][4], uint32_t tile, int r0, int lane) {
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) {
+        const uint32_t ad = tile + (j >> 3) * ROWS * 128 + (r0 + g) * 128 + (((j & 7) ^ g) << 4) + 4 * t;
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(ad), "r"(a[j >> 1][(j & 1) * 2]));
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(ad + 8 * 128), "r"(a[j >> 1][(j & 1) * 2 + 1]));
+    }
+}
+
 /* x[., c] += bias[c] over the fragment's columns (t = lane % 4). */
 template <int NT> __device__ __forceinline__ void add_bias(float (&x)[NT][4], const float *bias, int t) {
 #pragma unroll
@@ -113,7 +126,9 @@ template <int D, int NWG>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1)
     wg_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                   const __grid_constant__ CUtensorMap tv, const __grid_constant__ CUtensorMap th,
-                  const __grid_constant__ CUtensorMap tw, FlashParams p, int nqb, int items) {
+                  const __grid_constant__ CUtensorMap tw, const __grid_constant__ CUtensorMap tos,
+                  const __grid_constant__ CUtensorMap tol, const __grid_constant__ CUtensorMap to, FlashParams p,
+                  int nqb, int items) {
 #ifdef SLA_WGMMA_DEVICE
     using S = WgFwdSmem<D, NWG>;
     constexpr int BQ = S::BQ, ND = D / 8, T = S::tile, W = D * D + D;
@@ -290,15 +305,17 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
         }
 #pragma unroll
         for (int j = 0; j < ND; j++) o[j][0] *= i0, o[j][1] *= i0, o[j][2] *= i1, o[j][3] *= i1;
-        if (p.os) frag_store_global<ND>(o, p.os + (long)bh * p.Nq * D, D, rbase, p.Nq, lane);
+        if (p.os && p.lin != 1) frag_store_global<ND>(o, p.os + (long)bh * p.Nq * D, D, rbase, p.Nq, lane);
         if (!p.lin) {
             frag_store_global_add<ND>(o, 1.f, p.o + (long)bh * p.Nq * D, D, rbase, p.Nq, p.add, lane);
             continue;
         }
 
         /* The linear branch and the proj: o = Os + Ol W^T + b (SLA.md sections 3 and 4). Os waits in
-         * this warp's Q rows as bf16 (as saved in os) so that o's registers are free for the two
-         * D x D products; Q buffer b is released once it has been read back. */
+         * this warpgroup's Q rows as bf16 (as saved in os) so that o's registers are free for the
+         * two D x D products. Those rows (sOut) then carry os, ol and o out in turn, each as bulk
+         * tensor stores issued by one thread (whole lines, rows past Nq clipped); Q buffer b is
+         * released once the last store has read them. */
         if (p.lin == 2) { /* empty branch: Ol = 0 */
             const float zero[8][4] = {};
 #pragma unroll
@@ -310,12 +327,28 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
         }
         const uint32_t sQw = sQ + b * S::q, sH = sKV + (int)(g0 % WNST) * S::stage;
         const int r0 = wg * 64 + w * 16;
+        const uint32_t sOut = sQw + wg * 64 * 128; /* D / 64 boxes of [64, 64], BQ * 128 bytes apart */
+        const bool leader = (tid & 127) == 0;
+        auto wg_sync = [&]() { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory"); };
+        auto store_rows = [&](const CUtensorMap *m) { /* sOut's rows to the tensor of map m */
+            wg_proxy_fence();
+            wg_sync();
+            if (leader) {
+                for (int sl = 0; sl < D / 64; sl++) tma_store_3d(m, sOut + sl * BQ * 128, sl * 64, q0 + wg * 64, bh);
+                bulk_commit();
+            }
+        };
+        auto rows_read = [&]() { /* the stores have read sOut: it may be written again */
+            if (leader) bulk_wait_read();
+            wg_sync();
+        };
         uint32_t pq[D / 16][4];
         float d0, d1;
         {
             float x[ND][4];
             frag_load_sw128<D, BQ>(x, sQw, r0, lane);
             frag_swap_sw128<D, BQ>(o, sQw, r0, lane, false);
+            if (p.os) store_rows(&tos);
             frag_phi<ND>(x, p.lin_feature);
             mbar_wait(full((int)(g0 % WNST)), (int)((g0 / WNST) & 1));
             const unsigned char *zrow = smem_raw + (sH + 2 * T - smem_u32(smem_raw));
@@ -339,7 +372,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
         release(0);
 #pragma unroll
         for (int j = 0; j < ND; j++) acc[j][0] *= d0, acc[j][1] *= d0, acc[j][2] *= d1, acc[j][3] *= d1;
-        frag_store_global<ND>(acc, p.ol + (long)bh * p.Nq * D, D, rbase, p.Nq, lane);
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) wg_pack_a<ND>(pq[kk], acc, kk); /* Ol as saved (bf16) */
         mbar_wait(full((int)((g0 + 1) % WNST)), (int)(((g0 + 1) / WNST) & 1));
@@ -355,11 +387,17 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
         release(2);
         g0 += LIN_STAGES;
         frag_swap_sw128<D, BQ>(acc, sQw, r0, lane, true); /* + Os */
-        wg_proxy_fence(); /* the stash's writes before the next Q copy into buffer b */
-        if (lane == 0) mbar_arrive(qempty(b));
         add_bias<ND>(acc, p.lin_b, t);
-        frag_store_global<ND>(acc, p.o + (long)bh * p.Nq * D, D, rbase, p.Nq, lane);
+        rows_read(); /* os is out */
+        afrag_store_sw128<D, BQ>(pq, sQw, r0, lane); /* Ol (bf16) */
+        store_rows(&tol);
+        rows_read();
+        frag_swap_sw128<D, BQ>(acc, sQw, r0, lane, false); /* o */
+        store_rows(&to);
+        rows_read();
+        if (lane == 0) mbar_arrive(qempty(b));
     }
+    if ((tid & 127) == 0) bulk_wait(); /* every bulk store of this warpgroup is complete */
 #endif
 }
 
@@ -382,7 +420,12 @@ template <int D, int NWG> void launch_wg_fwd(const FlashParams &p, int BH) {
     /* The linear epilogue's state rows and W^T (unused maps repeat tq when it is off). */
     const CUtensorMap th = p.lin == 1 ? wg_plane_map(p.lin_rows, BH * p.lin_R, D, D, (long)D * D + D) : tq;
     const CUtensorMap tw = p.lin == 1 ? wg_plane_map(p.lin_wt, 2, D, D, (long)D * D) : tq;
-    wg_fwd_kernel<D, NWG><<<items < ctas ? items : ctas, threads, smem, cuda_stream()>>>(tq, tk, tv, th, tw, p, nqb, items);
+    /* ... and the maps its bulk stores write os, ol and o through */
+    const CUtensorMap tos = p.lin == 1 && p.os ? wg_tile_map(p.os, BH, p.Nq, D) : tq;
+    const CUtensorMap tol = p.lin == 1 ? wg_tile_map(p.ol, BH, p.Nq, D) : tq;
+    const CUtensorMap to = p.lin == 1 ? wg_tile_map(p.o, BH, p.Nq, D) : tq;
+    wg_fwd_kernel<D, NWG><<<items < ctas ? items : ctas, threads, smem, cuda_stream()>>>(tq, tk, tv, th, tw, tos, tol, to,
+                                                                                         p, nqb, items);
     CUDA_CHECK_LAUNCH();
 }
 

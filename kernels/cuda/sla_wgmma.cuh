@@ -106,6 +106,17 @@ __device__ __forceinline__ void bulk_load(uint32_t dst, const void *src, uint32_
                  "l"(src), "r"(bytes), "r"(bar)
                  : "memory");
 }
+/* Box (c0, c1, c2) of a 3-D tensor map from shared memory at src (the async proxy reads it: the
+ * writers fence first); in the issuing thread's current bulk group. */
+__device__ __forceinline__ void tma_store_3d(const void *map, uint32_t src, int c0, int c1, int c2) {
+    asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(map),
+                 "r"(src), "r"(c0), "r"(c1), "r"(c2)
+                 : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+/* Waits until this thread's bulk stores have read their shared memory (read) or completed. */
+__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 #else
 __device__ __forceinline__ void wg_fence() {}
 __device__ __forceinline__ void wg_commit() {}
@@ -120,6 +131,10 @@ __device__ __forceinline__ void mbar_arrive(uint32_t) {}
 __device__ __forceinline__ void mbar_wait(uint32_t, int) {}
 __device__ __forceinline__ void tma_load_3d(uint32_t, const void *, int, int, int, uint32_t) {}
 __device__ __forceinline__ void bulk_load(uint32_t, const void *, uint32_t, uint32_t) {}
+__device__ __forceinline__ void tma_store_3d(const void *, uint32_t, int, int, int) {}
+__device__ __forceinline__ void bulk_commit() {}
+__device__ __forceinline__ void bulk_wait_read() {}
+__device__ __forceinline__ void bulk_wait() {}
 #endif
 
 /* d (+)= A B with B N-major, N = 8 NB (64 or 128). */
