@@ -21,7 +21,9 @@
  *                stages, the block's state H_i with Z_i and the proj's W^T hi and lo, and each
  *                warpgroup computes phi(Q) from its Q rows, Ol = phi(Q) H_i / den and o = Os + Ol
  *                W^T + b with two more D x D wgmma products; this replaces the separate lin_fwd
- *                kernel and its o round trip.
+ *                kernel and its o round trip. os, ol and o then leave through the warpgroup's Q
+ *                rows as bulk tensor stores (whole lines; fragment stores cost 12k of a 20k-cycle
+ *                epilogue, tests/bench/sla_results.md v18).
  * Only the sm_90a build has the instructions; flash_wg_available() says whether this process can
  * use the wgmma kernels (built for sm_90a, running on a 9.0 device, SLA_FLASH_WG not 0). Also here,
  * shared with sla_flash_wg_bwd.cu: wg_tile_map, the TMA tensor map of a [BH, N, D] bf16 tensor. */
