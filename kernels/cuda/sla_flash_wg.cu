@@ -51,48 +51,53 @@ template <int D, int NWG> struct WgFwdSmem {
     static constexpr int total = bars + 8 * (2 * WNST + 4) + 1024; /* + slack for 1024-byte alignment */
 };
 
-/* Fragments <-> a [ROWS, D] bf16 tile in the sw128 layout at shared address tile: one warp's 16
- * rows r0 .. r0 + 15 (r0 % 8 == 0) in the accumulator layout. sw128_pair is the address of the pair
- * (row r0 + g, columns 8 j + 2 t and + 1); row r0 + g + 8 is 8 * 128 bytes on. */
-template <int ROWS> __device__ __forceinline__ uint32_t sw128_pair(uint32_t tile, int r0, int j, int lane) {
-    const int g = lane >> 2, t = lane & 3;
-    return tile + (j >> 3) * ROWS * 128 + (r0 + g) * 128 + (((j & 7) ^ g) << 4) + 4 * t;
-}
-__device__ __forceinline__ float2 lds_bf16x2(uint32_t a) {
-    uint32_t u;
-    asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(u) : "r"(a));
-    return unpack_bf16(u);
-}
-__device__ __forceinline__ void sts_b32(uint32_t a, uint32_t v) {
-    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a), "r"(v));
-}
-/* x = the tile's values (ADD false) or x += them (ADD true). */
-template <bool ADD, int D, int ROWS>
-__device__ __forceinline__ void frag_load_sw128(float (&x)[D / 8][4], uint32_t tile, int r0, int lane) {
-#pragma unroll
-    for (int j = 0; j < D / 8; j++) {
-        const uint32_t a = sw128_pair<ROWS>(tile, r0, j, lane);
-        const float2 f0 = lds_bf16x2(a), f1 = lds_bf16x2(a + 8 * 128);
-        if constexpr (ADD) x[j][0] += f0.x, x[j][1] += f0.y, x[j][2] += f1.x, x[j][3] += f1.y;
-        else x[j][0] = f0.x, x[j][1] = f0.y, x[j][2] = f1.x, x[j][3] = f1.y;
-    }
-}
-/* The tile's values = x as bf16. */
+/* x = fp32 fragments (the accumulator layout) of one warp's 16 rows r0 .. r0 + 15 (r0 % 8 == 0) of
+ * a [ROWS, D] bf16 tile in the sw128 layout at shared address tile. */
 template <int D, int ROWS>
-__device__ __forceinline__ void frag_store_sw128(const float (&x)[D / 8][4], uint32_t tile, int r0, int lane) {
+__device__ __forceinline__ void frag_load_sw128(float (&x)[D / 8][4], uint32_t tile, int r0, int lane) {
+    const int g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int j = 0; j < D / 8; j++) {
-        const uint32_t a = sw128_pair<ROWS>(tile, r0, j, lane);
-        sts_b32(a, pack_bf16(x[j][0], x[j][1])), sts_b32(a + 8 * 128, pack_bf16(x[j][2], x[j][3]));
+        const uint32_t a = tile + (j >> 3) * ROWS * 128 + (r0 + g) * 128 + (((j & 7) ^ g) << 4) + 4 * t;
+        uint32_t u0, u1;
+        asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(u0) : "r"(a));
+        asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(u1) : "r"(a + 8 * 128));
+        const float2 f0 = unpack_bf16(u0), f1 = unpack_bf16(u1);
+        x[j][0] = f0.x, x[j][1] = f0.y, x[j][2] = f1.x, x[j][3] = f1.y;
     }
 }
-/* The tile's values = bf16 A fragments a (D / 16 k-steps, as wg_pack_a packs an accumulator). */
+
+/* Between one warp's fragments x and the same positions of a sw128 tile (see frag_load_sw128):
+ * add = false stores x as bf16; add = true adds the bf16 values stored there to x. */
+template <int D, int ROWS>
+__device__ __forceinline__ void frag_swap_sw128(float (&x)[D / 8][4], uint32_t tile, int r0, int lane, bool add) {
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) {
+        const uint32_t a = tile + (j >> 3) * ROWS * 128 + (r0 + g) * 128 + (((j & 7) ^ g) << 4) + 4 * t;
+        if (add) {
+            uint32_t u0, u1;
+            asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(u0) : "r"(a));
+            asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(u1) : "r"(a + 8 * 128));
+            const float2 f0 = unpack_bf16(u0), f1 = unpack_bf16(u1);
+            x[j][0] += f0.x, x[j][1] += f0.y, x[j][2] += f1.x, x[j][3] += f1.y;
+        } else {
+            asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a), "r"(pack_bf16(x[j][0], x[j][1])));
+            asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a + 8 * 128), "r"(pack_bf16(x[j][2], x[j][3])));
+        }
+    }
+}
+
+/* Bf16 A fragments a (D / 16 k-steps, the layout wg_pack_a makes) into the same positions of a sw128
+ * tile as frag_swap_sw128 stores x: the bf16 values of the accumulator they were packed from. */
 template <int D, int ROWS>
 __device__ __forceinline__ void afrag_store_sw128(const uint32_t (&a)[D / 16][4], uint32_t tile, int r0, int lane) {
+    const int g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int j = 0; j < D / 8; j++) {
-        const uint32_t ad = sw128_pair<ROWS>(tile, r0, j, lane);
-        sts_b32(ad, a[j >> 1][(j & 1) * 2]), sts_b32(ad + 8 * 128, a[j >> 1][(j & 1) * 2 + 1]);
+        const uint32_t ad = tile + (j >> 3) * ROWS * 128 + (r0 + g) * 128 + (((j & 7) ^ g) << 4) + 4 * t;
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(ad), "r"(a[j >> 1][(j & 1) * 2]));
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(ad + 8 * 128), "r"(a[j >> 1][(j & 1) * 2 + 1]));
     }
 }
 
@@ -343,8 +348,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
         float d0, d1;
         {
             float x[ND][4];
-            frag_load_sw128<false, D, BQ>(x, sQw, r0, lane);
-            frag_store_sw128<D, BQ>(o, sQw, r0, lane); /* stash Os */
+            frag_load_sw128<D, BQ>(x, sQw, r0, lane);
+            frag_swap_sw128<D, BQ>(o, sQw, r0, lane, false);
             if (p.os) store_rows(&tos);
             frag_phi<ND>(x, p.lin_feature);
             mbar_wait(full((int)(g0 % WNST)), (int)((g0 / WNST) & 1));
@@ -383,13 +388,13 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
         release(1);
         release(2);
         g0 += LIN_STAGES;
-        frag_load_sw128<true, D, BQ>(acc, sQw, r0, lane); /* + Os */
+        frag_swap_sw128<D, BQ>(acc, sQw, r0, lane, true); /* + Os */
         add_bias<ND>(acc, p.lin_b, t);
         rows_read(); /* os is out */
         afrag_store_sw128<D, BQ>(pq, sQw, r0, lane); /* Ol (bf16) */
         store_rows(&tol);
         rows_read();
-        frag_store_sw128<D, BQ>(acc, sQw, r0, lane); /* o */
+        frag_swap_sw128<D, BQ>(acc, sQw, r0, lane, false); /* o */
         store_rows(&to);
         rows_read();
         if (lane == 0) mbar_arrive(qempty(b));

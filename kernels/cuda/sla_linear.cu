@@ -108,14 +108,6 @@ __global__ void __launch_bounds__(BQ * 2) lin_fwd_kernel(LinParams p) {
     frag_store_global<NTD>(pr[0], p.o + hoff, D, q0 + w * 16, p.N, lane);
 }
 
-/* Column c of a [ROWS, ld] bf16 shared tile summed in row order (fp32). */
-template <int ROWS> __device__ __forceinline__ float col_sum(const bf16 *s, int ld, int c) {
-    float sum = 0.f;
-#pragma unroll 16
-    for (int r = 0; r < ROWS; r++) sum += __bfloat162float(s[r * ld + c]);
-    return sum;
-}
-
 /* Per key block j: the row [phi(K_j)^T V_j | colsum phi(K_j)] (bf16) of hs [BH, Tn, W]. A
  * persistent grid: CTA c takes the blocks c, c + gridDim.x, ... of the BH * Tn in two shared stages,
  * loading the next block while it works on this one. */
@@ -146,7 +138,12 @@ __global__ void __launch_bounds__(256, BK == 64 ? 2 : 1) lin_state_kernel(const 
         bf16 *sK = sbase + st * STAGE, *sV = sK + BK * LD;
         const long r0 = (long)(it % Tn) * BK;
         if (ksum) { /* the selection's sums of the raw K (rows past N are zero) */
-            if (tid < D) ksum[(long)it * D + tid] = col_sum<BK>(sK, LD, tid);
+            if (tid < D) {
+                float s = 0.f;
+#pragma unroll 16
+                for (int r = 0; r < BK; r++) s += __bfloat162float(sK[r * LD + tid]);
+                ksum[(long)it * D + tid] = s;
+            }
             __syncthreads();
         }
         /* phi in place, a quad per row; rows past N become 0 */
@@ -194,7 +191,12 @@ __global__ void __launch_bounds__(256, BK == 64 ? 2 : 1) lin_state_kernel(const 
         }
         __syncthreads();
         bf16 *out = hs + (long)it * W; /* it = bh * Tn + j */
-        if (tid < D) out[D * D + tid] = __float2bfloat16_rn(col_sum<BK>(sK, LD, tid));
+        if (tid < D) {
+            float s = 0.f;
+#pragma unroll 16
+            for (int r = 0; r < BK; r++) s += __bfloat162float(sK[r * LD + tid]);
+            out[D * D + tid] = __float2bfloat16_rn(s);
+        }
         float acc[T::MT][T::NT][4];
         zero_acc<T::MT, T::NT>(acc);
         warp_gemm<T::MT, T::NT, true, false>(acc, sK + m0, LD, sV + n0, LD, BK, lane);
