@@ -33,7 +33,7 @@ run_step() { # name log command...
 }
 
 note "# gpu-check $(date -u +%Y-%m-%dT%H:%MZ) on $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
-note "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null) (+ working tree)"
+note "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null) (+ working tree; this .git may be stale), sources $("$root/launch/source-hash.sh" "$root" 2>&1) (launch/source-hash.sh)"
 gen=""
 command -v ninja >/dev/null && gen="-G Ninja"
 run_step configure "$out/build.log" cmake -S "$root" -B "$bld" $gen -DCMAKE_BUILD_TYPE=Release \
