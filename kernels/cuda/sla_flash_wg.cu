@@ -38,6 +38,11 @@ namespace {
 
 constexpr int WKT = FLASH_KT; /* key tile rows */
 constexpr int WNST = 4;       /* K/V stages: tile it (S), it - 1 (P V) and two copies in flight */
+/* With two consumer warpgroups the producer is a whole warpgroup, so that setmaxnreg can move its
+ * registers to the consumers (ptxas gives a 384-thread CTA 168 per thread; the consumers' Q and
+ * O fragments need more); with one, a single warp (256 threads already allow 255). */
+template <int NWG> constexpr int WG_PRODUCER_THREADS = NWG > 1 ? 128 : 32;
+constexpr int PRODUCER_REGS = 40, CONSUMER_REGS = 232; /* 128 * 40 + 256 * 232 <= 65536 */
 constexpr int LIN_STAGES = 3; /* stages of the linear epilogue per query block: H_i (+ Z_i), W^T hi, W^T lo */
 
 template <int D, int NWG> struct WgFwdSmem {
@@ -51,30 +56,21 @@ template <int D, int NWG> struct WgFwdSmem {
     static constexpr int total = bars + 8 * (2 * WNST + 4) + 1024; /* + slack for 1024-byte alignment */
 };
 
-/* x = fp32 fragments (the accumulator layout) of one warp's 16 rows r0 .. r0 + 15 (r0 % 8 == 0) of
- * a [ROWS, D] bf16 tile in the sw128 layout at shared address tile. */
-template <int D, int ROWS>
-__device__ __forceinline__ void frag_load_sw128(float (&x)[D / 8][4], uint32_t tile, int r0, int lane) {
-    const int g = lane >> 2, t = lane & 3;
-#pragma unroll
-    for (int j = 0; j < D / 8; j++) {
-        const uint32_t a = tile + (j >> 3) * ROWS * 128 + (r0 + g) * 128 + (((j & 7) ^ g) << 4) + 4 * t;
-        uint32_t u0, u1;
-        asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(u0) : "r"(a));
-        asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(u1) : "r"(a + 8 * 128));
-        const float2 f0 = unpack_bf16(u0), f1 = unpack_bf16(u1);
-        x[j][0] = f0.x, x[j][1] = f0.y, x[j][2] = f1.x, x[j][3] = f1.y;
-    }
+/* Shared address of (row r0 + lane / 4, columns 8 j + 2 (lane % 4), + 1) of a [ROWS, D] bf16 tile in
+ * the sw128 layout at tile: one warp's fragment element of column block j (add 8 * 128 for row + 8). */
+template <int ROWS> __device__ __forceinline__ uint32_t sw128_frag_addr(uint32_t tile, int j, int r0, int lane) {
+    const int g = lane >> 2;
+    return tile + (j >> 3) * ROWS * 128 + (r0 + g) * 128 + (((j & 7) ^ g) << 4) + 4 * (lane & 3);
 }
 
-/* Between one warp's fragments x and the same positions of a sw128 tile (see frag_load_sw128):
- * add = false stores x as bf16; add = true adds the bf16 values stored there to x. */
+/* Between one warp's fp32 fragments x (the accumulator layout) of rows r0 .. r0 + 15 (r0 % 8 == 0)
+ * and the same positions of a [ROWS, D] bf16 sw128 tile at tile: add = false stores x as bf16;
+ * add = true adds the bf16 values stored there to x. */
 template <int D, int ROWS>
 __device__ __forceinline__ void frag_swap_sw128(float (&x)[D / 8][4], uint32_t tile, int r0, int lane, bool add) {
-    const int g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int j = 0; j < D / 8; j++) {
-        const uint32_t a = tile + (j >> 3) * ROWS * 128 + (r0 + g) * 128 + (((j & 7) ^ g) << 4) + 4 * t;
+        const uint32_t a = sw128_frag_addr<ROWS>(tile, j, r0, lane);
         if (add) {
             uint32_t u0, u1;
             asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(u0) : "r"(a));
@@ -88,16 +84,30 @@ __device__ __forceinline__ void frag_swap_sw128(float (&x)[D / 8][4], uint32_t t
     }
 }
 
-/* Bf16 A fragments a (D / 16 k-steps, the layout wg_pack_a makes) into the same positions of a sw128
- * tile as frag_swap_sw128 stores x: the bf16 values of the accumulator they were packed from. */
+/* Between bf16 A fragments a (D / 16 k-steps, the layout wg_pack_a makes) and the same positions of
+ * a sw128 tile as frag_swap_sw128's: store = true writes a there, false loads a from there. */
 template <int D, int ROWS>
-__device__ __forceinline__ void afrag_store_sw128(const uint32_t (&a)[D / 16][4], uint32_t tile, int r0, int lane) {
-    const int g = lane >> 2, t = lane & 3;
+__device__ __forceinline__ void afrag_swap_sw128(uint32_t (&a)[D / 16][4], uint32_t tile, int r0, int lane, bool store) {
 #pragma unroll
     for (int j = 0; j < D / 8; j++) {
-        const uint32_t ad = tile + (j >> 3) * ROWS * 128 + (r0 + g) * 128 + (((j & 7) ^ g) << 4) + 4 * t;
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(ad), "r"(a[j >> 1][(j & 1) * 2]));
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(ad + 8 * 128), "r"(a[j >> 1][(j & 1) * 2 + 1]));
+        const uint32_t ad = sw128_frag_addr<ROWS>(tile, j, r0, lane);
+        uint32_t &lo = a[j >> 1][(j & 1) * 2], &hi = a[j >> 1][(j & 1) * 2 + 1];
+        if (store) {
+            asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(ad), "r"(lo));
+            asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(ad + 8 * 128), "r"(hi));
+        } else {
+            asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(lo) : "r"(ad));
+            asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(hi) : "r"(ad + 8 * 128));
+        }
+    }
+}
+
+/* The fp32 values of bf16 A fragments a (what wg_pack_a packed from x). */
+template <int D> __device__ __forceinline__ void afrag_unpack(float (&x)[D / 8][4], const uint32_t (&a)[D / 16][4]) {
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) {
+        const float2 f0 = unpack_bf16(a[j >> 1][(j & 1) * 2]), f1 = unpack_bf16(a[j >> 1][(j & 1) * 2 + 1]);
+        x[j][0] = f0.x, x[j][1] = f0.y, x[j][2] = f1.x, x[j][3] = f1.y;
     }
 }
 
@@ -125,7 +135,7 @@ __device__ __forceinline__ void wg_mul_dd(float (&acc)[D / 8][4], const uint32_t
  * The K/V stages are numbered across items (g), so the producer runs ahead into the next item's
  * Q (two buffers) and tiles while the consumers finish this one's P V and write it out. */
 template <int D, int NWG>
-__global__ void __launch_bounds__(NWG * 128 + 32, 1)
+__global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
     wg_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                   const __grid_constant__ CUtensorMap tv, const __grid_constant__ CUtensorMap th,
                   const __grid_constant__ CUtensorMap tw, const __grid_constant__ CUtensorMap tos,
@@ -148,8 +158,9 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
         wg_proxy_fence();
     }
     __syncthreads();
-    if (tid >= NWG * 128) { /* the producer warp: one lane issues every copy */
-        if (lane == 0) {
+    if (tid >= NWG * 128) { /* the producer: one thread issues every copy */
+        if constexpr (NWG > 1) wg_regs_dec<PRODUCER_REGS>();
+        if (tid == NWG * 128) {
             long g = 0; /* K/V tiles issued so far, over all items */
             for (int item = blockIdx.x, k = 0; item < items; item += gridDim.x, k++) {
                 const int bh = item / nqb, qb = item % nqb, b = k & 1;
@@ -194,19 +205,25 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
         return;
     }
 
+    if constexpr (NWG > 1) wg_regs_inc<CONSUMER_REGS>();
     const float sl2 = SLA_LOG2E * rsqrtf((float)D);
     long g0 = 0; /* this item's first tile in the stage numbering */
     for (int item = blockIdx.x, k = 0; item < items; item += gridDim.x, k++) {
         const int bh = item / nqb, qb = item % nqb, q0 = qb * BQ, b = k & 1;
         const TileSeq seq = key_seq(p, bh, qb);
         const int n = seq.size();
-        const uint64_t dQ = wg_desc(sQ + b * S::q + wg * 64 * 128, 16, 1024);
         float o[ND][4], s[8][4];
         uint32_t pa[4][4];
         float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
 #pragma unroll
         for (int j = 0; j < ND; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+        const int wrow = wg * 64 + w * 16; /* this warp's first row in the query block */
+        uint32_t qa[D / 16][4];          /* its Q rows as the A operand of S = Q K^T */
         mbar_wait(qfull(b), (k >> 1) & 1);
+        afrag_swap_sw128<D, BQ>(qa, sQ + b * S::q, wrow, lane, false);
+        __syncwarp();
+        /* Q buffer b is free once read, unless the linear epilogue writes its outputs through it */
+        if (p.lin != 1 && lane == 0) mbar_arrive(qempty(b));
 
         /* Iteration it: wait for tile it, issue S = Q K_it^T. */
         auto stage_and_issue_s = [&](int it) {
@@ -216,8 +233,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
             wg_fence();
 #pragma unroll
             for (int kk = 0; kk < D / 16; kk++)
-                wgmma_ss_n64(s, wg_desc_add(dQ, (kk >> 2) * BQ * 128 + (kk & 3) * 32),
-                             wg_desc(sK + (kk >> 2) * WKT * 128 + (kk & 3) * 32, 16, 1024), kk > 0);
+                wgmma_rs_n64<0>(s, qa[kk], wg_desc(sK + (kk >> 2) * WKT * 128 + (kk & 3) * 32, 16, 1024), kk > 0);
             wg_commit();
         };
         /* Tile it is no longer read by this warp. */
@@ -287,8 +303,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(pa[kk], s, kk);
         }
-        /* every S of this item is complete: Q buffer b is free, unless the linear epilogue reads Q */
-        if (p.lin != 1 && lane == 0) mbar_arrive(qempty(b));
         if (n > 0) {
             wg_fence();
             issue_pv(n - 1);
@@ -328,7 +342,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
             continue;
         }
         const uint32_t sQw = sQ + b * S::q, sH = sKV + (int)(g0 % WNST) * S::stage;
-        const int r0 = wg * 64 + w * 16;
         const uint32_t sOut = sQw + wg * 64 * 128; /* D / 64 boxes of [64, 64], BQ * 128 bytes apart */
         const bool leader = (tid & 127) == 0;
         auto wg_sync = [&]() { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory"); };
@@ -348,8 +361,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
         float d0, d1;
         {
             float x[ND][4];
-            frag_load_sw128<D, BQ>(x, sQw, r0, lane);
-            frag_swap_sw128<D, BQ>(o, sQw, r0, lane, false);
+            afrag_unpack<D>(x, qa);
+            frag_swap_sw128<D, BQ>(o, sQw, wrow, lane, false);
             if (p.os) store_rows(&tos);
             frag_phi<ND>(x, p.lin_feature);
             mbar_wait(full((int)(g0 % WNST)), (int)((g0 / WNST) & 1));
@@ -388,13 +401,13 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
         release(1);
         release(2);
         g0 += LIN_STAGES;
-        frag_swap_sw128<D, BQ>(acc, sQw, r0, lane, true); /* + Os */
+        frag_swap_sw128<D, BQ>(acc, sQw, wrow, lane, true); /* + Os */
         add_bias<ND>(acc, p.lin_b, t);
         rows_read(); /* os is out */
-        afrag_store_sw128<D, BQ>(pq, sQw, r0, lane); /* Ol (bf16) */
+        afrag_swap_sw128<D, BQ>(pq, sQw, wrow, lane, true); /* Ol (bf16) */
         store_rows(&tol);
         rows_read();
-        frag_swap_sw128<D, BQ>(acc, sQw, r0, lane, false); /* o */
+        frag_swap_sw128<D, BQ>(acc, sQw, wrow, lane, false); /* o */
         store_rows(&to);
         rows_read();
         if (lane == 0) mbar_arrive(qempty(b));
@@ -404,7 +417,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1)
 }
 
 template <int D, int NWG> void launch_wg_fwd(const FlashParams &p, int BH) {
-    constexpr int smem = WgFwdSmem<D, NWG>::total, threads = NWG * 128 + 32;
+    constexpr int smem = WgFwdSmem<D, NWG>::total, threads = NWG * 128 + WG_PRODUCER_THREADS<NWG>;
     static int ctas = 0; /* resident CTAs on the whole GPU */
     if (!ctas) {
         sla_smem_limit(wg_fwd_kernel<D, NWG>, smem);

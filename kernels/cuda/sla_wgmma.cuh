@@ -42,6 +42,11 @@ __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.s
 template <int N> __device__ __forceinline__ void wg_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
+/* The calling warpgroup's registers per thread become R (a multiple of 8, 24 .. 256): dec gives
+ * registers back to the CTA's pool, inc waits until the pool has them. Every warp of the warpgroup
+ * executes the same one; ptxas allocates the code after it with R. */
+template <int R> __device__ __forceinline__ void wg_regs_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R)); }
+template <int R> __device__ __forceinline__ void wg_regs_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R)); }
 /* Generic-proxy shared-memory writes (cp.async, st.shared) made visible to wgmma's async proxy. */
 __device__ __forceinline__ void wg_proxy_fence() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
@@ -55,13 +60,14 @@ __device__ __forceinline__ void wgmma_ss_n64(float (&d)[8][4], uint64_t da, uint
 }
 
 /* d (+)= A B: A [64 x 16] bf16 in registers (a: the m16n8k16 A-fragment layout per warp), B [16 x 64]
- * N-major in shared memory (descriptor, transposed read). */
-__device__ __forceinline__ void wgmma_rs_n64_t(float (&d)[8][4], const uint32_t (&a)[4], uint64_t db, int accumulate) {
+ * in shared memory (descriptor): N-major (transposed read) when TB is 1, K-major when 0. */
+template <int TB>
+__device__ __forceinline__ void wgmma_rs_n64(float (&d)[8][4], const uint32_t (&a)[4], uint64_t db, int accumulate) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
         : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate), "n"(TB));
 }
 
 /* d (+)= A B: A [64 x 16] bf16 in registers (a: the m16n8k16 A-fragment layout per warp), B [16 x 128]
@@ -121,9 +127,11 @@ __device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_g
 __device__ __forceinline__ void wg_fence() {}
 __device__ __forceinline__ void wg_commit() {}
 template <int N> __device__ __forceinline__ void wg_wait() {}
+template <int R> __device__ __forceinline__ void wg_regs_dec() {}
+template <int R> __device__ __forceinline__ void wg_regs_inc() {}
 __device__ __forceinline__ void wg_proxy_fence() {}
 template <int NB> __device__ __forceinline__ void wgmma_ss_n64(float (&)[NB][4], uint64_t, uint64_t, int) {}
-template <int NB> __device__ __forceinline__ void wgmma_rs_n64_t(float (&)[NB][4], const uint32_t (&)[4], uint64_t, int) {}
+template <int TB> __device__ __forceinline__ void wgmma_rs_n64(float (&)[8][4], const uint32_t (&)[4], uint64_t, int) {}
 template <int NB> __device__ __forceinline__ void wgmma_rs_n128_t(float (&)[NB][4], const uint32_t (&)[4], uint64_t, int) {}
 __device__ __forceinline__ void mbar_init(uint32_t, int) {}
 __device__ __forceinline__ void mbar_expect_tx(uint32_t, uint32_t) {}
@@ -141,7 +149,7 @@ __device__ __forceinline__ void bulk_wait() {}
 template <int NB>
 __device__ __forceinline__ void wgmma_rs_t(float (&d)[NB][4], const uint32_t (&a)[4], uint64_t db, int accumulate) {
     static_assert(NB == 8 || NB == 16, "N must be 64 or 128");
-    if constexpr (NB == 8) wgmma_rs_n64_t(d, a, db, accumulate);
+    if constexpr (NB == 8) wgmma_rs_n64<1>(d, a, db, accumulate);
     else wgmma_rs_n128_t(d, a, db, accumulate);
 }
 
