@@ -29,6 +29,7 @@
  * shared with sla_flash_wg_bwd.cu: wg_tile_map, the TMA tensor map of a [BH, N, D] bf16 tensor. */
 #include <cuda.h>
 #include <cudaTypedefs.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "sla_internal.cuh"
@@ -131,6 +132,27 @@ __device__ __forceinline__ void wg_mul_dd(float (&acc)[D / 8][4], const uint32_t
                           accumulate || kk > 0);
 }
 
+/* A per-phase cycle profile of the consumer warpgroups (build with -DSLA_FWD_PROFILE; timing only):
+ * each warpgroup's first thread adds clock() deltas per phase of every query block to
+ * g_fwd_prof, and the launcher prints the means per query block and warpgroup after each launch
+ * of the linear-epilogue forward. Phases: FP_Q (wait for Q, load it), FP_FIRST (the first tile's
+ * S), FP_LOOP (the rest of the main loop), FP_OS (normalise, lse, os out), FP_PHI (phi(Q), den,
+ * the wait for H_i), FP_H (phi(Q) H_i), FP_WWAIT (wait for W^T), FP_W (the W products with ol
+ * out), FP_O (o out). */
+enum { FP_Q, FP_FIRST, FP_LOOP, FP_OS, FP_PHI, FP_H, FP_WWAIT, FP_W, FP_O, FP_N };
+#ifdef SLA_FWD_PROFILE
+__device__ unsigned long long g_fwd_prof[FP_N];
+#define FWD_PROF_DECL unsigned prof_t = (unsigned)clock(), prof[FP_N] = {}; /* per CTA: fits 32 bits */
+#define FWD_PROF(ph) (prof[ph] += (unsigned)clock() - prof_t, prof_t = (unsigned)clock())
+#define FWD_PROF_FLUSH                                                                                                 \
+    if ((tid & 127) == 0)                                                                                              \
+        for (int i = 0; i < FP_N; i++) atomicAdd(&g_fwd_prof[i], (unsigned long long)prof[i]);
+#else
+#define FWD_PROF_DECL
+#define FWD_PROF(ph) ((void)0)
+#define FWD_PROF_FLUSH
+#endif
+
 /* Persistent: CTA c does the query blocks (items) c, c + gridDim.x, ... (item = bh * nqb + qb).
  * The K/V stages are numbered across items (g), so the producer runs ahead into the next item's
  * Q (two buffers) and tiles while the consumers finish this one's P V and write it out. */
@@ -207,7 +229,9 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
 
     if constexpr (NWG > 1) wg_regs_inc<CONSUMER_REGS>();
     const float sl2 = SLA_LOG2E * rsqrtf((float)D);
-    long g0 = 0; /* this item's first tile in the stage numbering */
+    FWD_PROF_DECL
+    long g0 = 0;
+    int q_pending = -1; /* a Q buffer whose release waits for bulk stores (see the epilogue) */ /* this item's first tile in the stage numbering */
     for (int item = blockIdx.x, k = 0; item < items; item += gridDim.x, k++) {
         const int bh = item / nqb, qb = item % nqb, q0 = qb * BQ, b = k & 1;
         const TileSeq seq = key_seq(p, bh, qb);
@@ -224,6 +248,7 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
         __syncwarp();
         /* Q buffer b is free once read, unless the linear epilogue writes its outputs through it */
         if (p.lin != 1 && lane == 0) mbar_arrive(qempty(b));
+        FWD_PROF(FP_Q);
 
         /* Iteration it: wait for tile it, issue S = Q K_it^T. */
         auto stage_and_issue_s = [&](int it) {
@@ -285,6 +310,12 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(pa[kk], s, kk);
         }
+        if (q_pending >= 0) { /* only in the leader: the previous item's o stores */
+            bulk_wait_read();
+            mbar_arrive(qempty(q_pending));
+            q_pending = -1;
+        }
+        FWD_PROF(FP_FIRST);
         for (int it = 1; it < n; it++) {
             float c0, c1;
             stage_and_issue_s(it);
@@ -311,6 +342,7 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
             release(n - 1);
         }
         g0 += n;
+        FWD_PROF(FP_LOOP);
 
         const float L0 = quad_sum(l0), L1 = quad_sum(l1);
         const float i0 = L0 > 0.f ? 1.f / L0 : 0.f, i1 = L1 > 0.f ? 1.f / L1 : 0.f;
@@ -327,11 +359,11 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
             continue;
         }
 
-        /* The linear branch and the proj: o = Os + Ol W^T + b (SLA.md sections 3 and 4). Os waits in
-         * this warpgroup's Q rows as bf16 (as saved in os) so that o's registers are free for the
-         * two D x D products. Those rows (sOut) then carry os, ol and o out in turn, each as bulk
-         * tensor stores issued by one thread (whole lines, rows past Nq clipped); Q buffer b is
-         * released once the last store has read them. */
+        /* The linear branch and the proj: o = Os + Ol W^T + b (SLA.md sections 3 and 4), with Os in
+         * o's registers (fp32) as the accumulator of the W products. This warpgroup's rows of Q
+         * buffer b (sOut; Q itself is in qa) carry os, ol and o out in turn, each as bulk tensor
+         * stores issued by one thread (whole lines, rows past Nq clipped): os's before the linear
+         * branch, ol's while the W products run. Q buffer b is released once the last has read them. */
         if (p.lin == 2) { /* empty branch: Ol = 0 */
             const float zero[8][4] = {};
 #pragma unroll
@@ -341,7 +373,7 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
             frag_store_global<ND>(o, p.o + (long)bh * p.Nq * D, D, rbase, p.Nq, lane);
             continue;
         }
-        const uint32_t sQw = sQ + b * S::q, sH = sKV + (int)(g0 % WNST) * S::stage;
+        const uint32_t sQw = sQ + b * S::q;
         const uint32_t sOut = sQw + wg * 64 * 128; /* D / 64 boxes of [64, 64], BQ * 128 bytes apart */
         const bool leader = (tid & 127) == 0;
         auto wg_sync = [&]() { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory"); };
@@ -357,13 +389,20 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
             if (leader) bulk_wait_read();
             wg_sync();
         };
-        uint32_t pq[D / 16][4];
+        if (p.os) {
+            frag_swap_sw128<D, BQ>(o, sQw, wrow, lane, false);
+            store_rows(&tos);
+        }
+        FWD_PROF(FP_OS);
+        /* phi(Q) from qa, 1 / den from Z_i (in the stage after the item's tiles, with H_i) and phi(Q)
+         * as the A operand of phi(Q) H_i (SLA.md section 3). Computing phi while the last P V runs
+         * made ptxas serialise every wgmma of the kernel (C7518/C7517): keep it here. */
+        const uint32_t sH = sKV + (int)(g0 % WNST) * S::stage;
+        uint32_t pq[D / 16][4]; /* phi(Q), then Ol, as A operands */
         float d0, d1;
         {
             float x[ND][4];
             afrag_unpack<D>(x, qa);
-            frag_swap_sw128<D, BQ>(o, sQw, wrow, lane, false);
-            if (p.os) store_rows(&tos);
             frag_phi<ND>(x, p.lin_feature);
             mbar_wait(full((int)(g0 % WNST)), (int)((g0 / WNST) & 1));
             const unsigned char *zrow = smem_raw + (sH + 2 * T - smem_u32(smem_raw));
@@ -375,43 +414,50 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
 #pragma unroll
             for (int kk = 0; kk < D / 16; kk++) wg_pack_a<ND>(pq[kk], x, kk);
         }
-        float acc[ND][4];
+        FWD_PROF(FP_PHI);
+        {
+            float acc[ND][4];
+            wg_fence();
+            wg_mul_dd<D>(acc, pq, sH, 0); /* phi(Q) H_i */
+            wg_commit();
+            wg_wait<0>();
+            wg_pin(acc);
+            wg_pin(pq);
+            release(0);
 #pragma unroll
-        for (int j = 0; j < ND; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-        wg_fence();
-        wg_mul_dd<D>(acc, pq, sH, 0); /* phi(Q) H_i */
-        wg_commit();
-        wg_wait<0>();
-        wg_pin(acc);
-        wg_pin(pq);
-        release(0);
+            for (int j = 0; j < ND; j++) acc[j][0] *= d0, acc[j][1] *= d0, acc[j][2] *= d1, acc[j][3] *= d1;
 #pragma unroll
-        for (int j = 0; j < ND; j++) acc[j][0] *= d0, acc[j][1] *= d0, acc[j][2] *= d1, acc[j][3] *= d1;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) wg_pack_a<ND>(pq[kk], acc, kk); /* Ol as saved (bf16) */
+            for (int kk = 0; kk < D / 16; kk++) wg_pack_a<ND>(pq[kk], acc, kk); /* Ol as saved (bf16) */
+        }
+        add_bias<ND>(o, p.lin_b, t);
+        FWD_PROF(FP_H);
         mbar_wait(full((int)((g0 + 1) % WNST)), (int)(((g0 + 1) / WNST) & 1));
         mbar_wait(full((int)((g0 + 2) % WNST)), (int)(((g0 + 2) / WNST) & 1));
+        FWD_PROF(FP_WWAIT);
         wg_fence();
-        wg_mul_dd<D>(acc, pq, sKV + (int)((g0 + 1) % WNST) * S::stage, 0); /* Ol W^T: hi, then lo */
-        wg_mul_dd<D>(acc, pq, sKV + (int)((g0 + 2) % WNST) * S::stage, 1);
+        wg_mul_dd<D>(o, pq, sKV + (int)((g0 + 1) % WNST) * S::stage, 1); /* o += Ol W^T: hi, then lo */
+        wg_mul_dd<D>(o, pq, sKV + (int)((g0 + 2) % WNST) * S::stage, 1);
         wg_commit();
+        if (p.os) rows_read(); /* os is out */
+        afrag_swap_sw128<D, BQ>(pq, sQw, wrow, lane, true); /* Ol (bf16) */
+        store_rows(&tol);
         wg_wait<0>();
-        wg_pin(acc);
+        wg_pin(o);
         wg_pin(pq);
         release(1);
         release(2);
         g0 += LIN_STAGES;
-        frag_swap_sw128<D, BQ>(acc, sQw, wrow, lane, true); /* + Os */
-        add_bias<ND>(acc, p.lin_b, t);
-        rows_read(); /* os is out */
-        afrag_swap_sw128<D, BQ>(pq, sQw, wrow, lane, true); /* Ol (bf16) */
-        store_rows(&tol);
-        rows_read();
-        frag_swap_sw128<D, BQ>(acc, sQw, wrow, lane, false); /* o */
+        FWD_PROF(FP_W);
+        rows_read(); /* ol is out */
+        frag_swap_sw128<D, BQ>(o, sQw, wrow, lane, false); /* o */
         store_rows(&to);
-        rows_read();
-        if (lane == 0) mbar_arrive(qempty(b));
+        /* Q buffer b is free once o's stores have read it; the leader (lane 0 of warp 0) waits for
+         * that only after the next item's first tile, the other warps arrive now. */
+        if (leader) q_pending = b;
+        else if (lane == 0) mbar_arrive(qempty(b));
+        FWD_PROF(FP_O);
     }
+    FWD_PROF_FLUSH
     if ((tid & 127) == 0) bulk_wait(); /* every bulk store of this warpgroup is complete */
 #endif
 }
@@ -442,6 +488,18 @@ template <int D, int NWG> void launch_wg_fwd(const FlashParams &p, int BH) {
     wg_fwd_kernel<D, NWG><<<items < ctas ? items : ctas, threads, smem, cuda_stream()>>>(tq, tk, tv, th, tw, tos, tol, to,
                                                                                          p, nqb, items);
     CUDA_CHECK_LAUNCH();
+#ifdef SLA_FWD_PROFILE
+    if (p.lin == 1) {
+        unsigned long long h[FP_N], zero[FP_N] = {};
+        CUDA_CHECK(cudaMemcpyFromSymbol(h, g_fwd_prof, sizeof h));
+        CUDA_CHECK(cudaMemcpyToSymbol(g_fwd_prof, zero, sizeof zero));
+        const double per = 1.0 / ((double)items * NWG);
+        fprintf(stderr, "[wg_fwd profile] D %d NWG %d items %d, cycles per query block and warpgroup: q %.0f first %.0f "
+                "loop %.0f os %.0f phi %.0f H %.0f wwait %.0f W %.0f o %.0f\n", D, NWG, items, h[FP_Q] * per,
+                h[FP_FIRST] * per, h[FP_LOOP] * per, h[FP_OS] * per, h[FP_PHI] * per, h[FP_H] * per,
+                h[FP_WWAIT] * per, h[FP_W] * per, h[FP_O] * per);
+    }
+#endif
 }
 
 } // namespace
