@@ -6,7 +6,8 @@
 # table go to OUTDIR (at most 8 files, so several steps share a log); the table is printed last.
 # Environment: SLA_GPU_BUILD_DIR (default build-gpu), SLA_JOBS (default nproc),
 # SLA_BENCH_ARGS (e.g. --quick), SLA_SKIP=comma list of steps to skip
-# (ctest,fallback,sanitizer,bench,ditbench,anchors).
+# (ctest,fallback,sanitizer,bench,ditbench,anchors), SLA_PROFILE=1 adds the forward kernel's
+# per-phase cycle profile (a second build in build-prof with -DSLA_FWD_PROFILE, sla-bench --quick).
 # Exit status: 0 when every step that ran passed.
 set -uo pipefail
 out="${1:?usage: launch/gpu-check.sh OUTDIR}"
@@ -65,6 +66,13 @@ fi
 if [[ $skip != *,bench,* ]] && [ -x "$bld/bin/sla-bench" ]; then
     run_step "sla-bench ${SLA_BENCH_ARGS:-}" "$out/sla_bench.log" "$bld/bin/sla-bench" ${SLA_BENCH_ARGS:-} --csv "$out/sla_bench.csv"
 fi
+if [ "${SLA_PROFILE:-0}" = 1 ]; then
+    prof="$out/build.log"
+    run_step "configure build-prof" "$prof" cmake -S "$root" -B "$root/build-prof" $gen -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_CUDA_ARCHITECTURES=90a -DSLA_CUDA=ON -DCMAKE_CUDA_FLAGS=-DSLA_FWD_PROFILE &&
+        run_step "build-prof" "$prof" cmake --build "$root/build-prof" -j "$jobs" --target sla-bench &&
+        run_step "forward profile (build-prof sla-bench --quick, in build.log)" "$prof" "$root/build-prof/bin/sla-bench" --quick
+fi
 if [[ $skip != *,ditbench,* ]] && [ -x "$bld/bin/dit-bench" ]; then
     run_step "dit-bench (Wan2.1-1.3B 480p step, dense vs SLA)" "$out/dit_bench.log" "$bld/bin/dit-bench" --reps 3
 fi
@@ -78,6 +86,14 @@ fi
     echo
     echo "## sla-bench (median ms; TF/s real / dense-equivalent)"
     [ -f "$out/sla_bench.log" ] && grep -E "^\|" "$out/sla_bench.log"
+    echo
+    echo "## phases (ms; sla-bench's one timed run per case, in its order) and the forward profile (last launch per shape)"
+    if [ -f "$out/sla_bench.log" ]; then
+        grep "^\[sla timing\]" "$out/sla_bench.log"
+    fi
+    if [ -f "$out/build.log" ]; then
+        grep "^\[wg_fwd profile\]" "$out/build.log" | awk '{last[$4" "$6" "$8" "$10]=$0} END {for (k in last) print last[k]}'
+    fi
     echo
     echo "## anchors: torch SDPA, same shapes"
     [ -f "$out/anchors.log" ] && grep -E "^\|" "$out/anchors.log"

@@ -11,6 +11,8 @@
  *    roundoff): relative RMS <= 2 cpu + 2u and max abs <= 2 cpu + 8u max|ref|. Max abs/rel error
  *    and normalised MSE are printed for every output;
  *  - forward and backward run twice must give bit-identical results.
+ * The forward's fused selection kernel against the separate kernels on the same inputs: lut, map
+ * and mask byte-identical (run_select_fused_case; --select: these cases only).
  * Dense attention (Nq != Nk) likewise. --small: a few tiny cases (for compute-sanitizer).
  * Exit 77 (skipped) without a CUDA device. */
 #include <math.h>
@@ -25,6 +27,7 @@
 
 #ifdef SLA_HAVE_CUDA
 #include "cuda/cuda_mem.h"
+#include "cuda/sla_cuda_ext.h"
 
 #define U_BF16 (1.0 / 256.0)
 
@@ -300,6 +303,106 @@ static void run_sla_case(const sla_case_t *tc, unsigned long long seed) {
     sla_saved_free(&sv);
 }
 
+/* The forward's fused selection kernel against the separate kernels (kmean, scores, top-k, rowmap),
+ * with the warp top-k and with the full sort, on the same bf16 q, k: lut, map and mask must be
+ * byte-identical. The three runs' buffers are poisoned with different bytes first, so an entry
+ * none writes also differs. mode 0: normal data; 1: q, k small integers (many equal scores); 2: k
+ * constant (every kbar 0: all scores +0, a pure tie broken by block index). */
+static void run_select_fused_case(int D, int blk_q, int blk_k, int B, int H, int N, int kappa, int mode,
+                                  unsigned long long seed) {
+    sla_config_t cfg = sla_config_default();
+    cfg.blk_q = blk_q, cfg.blk_k = blk_k, cfg.kl = 0.0;
+    sla_dims_t d;
+    char err[256], cs[160];
+    CHECK(sla_dims_make(&cfg, B, H, N, D, &d, NULL, err, sizeof err) == 0, "%s", err);
+    CHECK(kappa >= 1 && kappa <= d.Tn && d.n_negl == 0, "bad test case: kappa %d, Tn %d", kappa, d.Tn);
+    d.kappa = kappa;
+    snprintf(cs, sizeof cs, "select fused D%d bq%d bk%d B%d H%d N%d kappa %d mode %d (Tm %d, Tn %d)", D, blk_q, blk_k,
+             B, H, N, kappa, mode, d.Tm, d.Tn);
+    const long n = (long)B * H * N * D, rows = (long)B * H * d.Tm;
+    test_rng_t rng = {seed};
+    double *q = alloc_d(n), *k = alloc_d(n);
+    fill_normal_f64(&rng, q, n, 1.0);
+    fill_normal_f64(&rng, k, n, 1.0);
+    if (mode == 1)
+        for (long i = 0; i < n; i++) q[i] = round(q[i] / 1.5), k[i] = round(k[i] / 1.5); /* mostly -1, 0, 1 */
+    if (mode == 2)
+        for (long i = 0; i < n; i++) k[i] = 0.75;
+    int64_t shp[4] = {B, H, N, D};
+    tensor_t tq = tensor_alloc(DTYPE_BF16, DEVICE_CUDA, 4, shp), tk = tensor_alloc(DTYPE_BF16, DEVICE_CUDA, 4, shp);
+    upload(&tq, q), upload(&tk, k);
+    const size_t blut = sizeof(int32_t) * (size_t)(rows * kappa), bmap = (size_t)(rows * d.Tn), bmask = 2 * bmap;
+    void *dev[3][3], *host[3][3]; /* [separate, fused, separate with the sort][lut, map, mask] */
+    const size_t bytes[3] = {blut, bmap, bmask};
+    for (int f = 0; f < 3; f++) {
+        for (int b = 0; b < 3; b++) {
+            dev[f][b] = cuda_mem_alloc(bytes[b]);
+            host[f][b] = xmalloc(bytes[b]);
+            memset(host[f][b], 0xA5 + 0x3C * f, bytes[b]);
+            cuda_mem_upload(dev[f][b], host[f][b], bytes[b]);
+        }
+        int took = sla_select_map_cuda(&d, &tq, &tk, f, dev[f][0], dev[f][1], dev[f][2]);
+        EXPECT(took, "%s: the fused kernel does not take this case", cs);
+        cuda_sync();
+        for (int b = 0; b < 3; b++) cuda_mem_download(host[f][b], dev[f][b], bytes[b]);
+    }
+    int same_lut = 1, same_map = 1, same_mask = 1;
+    for (int f = 1; f < 3; f++) {
+        same_lut &= !memcmp(host[0][0], host[f][0], blut), same_map &= !memcmp(host[0][1], host[f][1], bmap);
+        same_mask &= !memcmp(host[0][2], host[f][2], bmask);
+    }
+    /* and the reference is a selection: each row kappa ascending blocks, marked 1 in map, 0 in mask */
+    int bad_rows = 0;
+    const int32_t *lut = host[0][0];
+    const uint8_t *map = host[0][1];
+    const uint16_t *mask = host[0][2];
+    for (long r = 0; r < rows; r++) {
+        int ok = 1, ones = 0;
+        for (int t = 0; t < kappa; t++) {
+            int j = lut[r * kappa + t];
+            ok &= j >= 0 && j < d.Tn && (t == 0 || j > lut[r * kappa + t - 1]) && map[r * d.Tn + j] == 1;
+        }
+        for (int j = 0; ok && j < d.Tn; j++) {
+            ones += map[r * d.Tn + j];
+            ok &= map[r * d.Tn + j] <= 1 && mask[r * d.Tn + j] == (map[r * d.Tn + j] ? 0 : 0x3F80);
+        }
+        bad_rows += !(ok && ones == kappa);
+    }
+    if (mode == 2) /* every score ties: the first kappa blocks */
+        for (long r = 0; r < rows; r++)
+            for (int t = 0; t < kappa; t++) bad_rows += lut[r * kappa + t] != t;
+    printf("%s: lut %s, map %s, mask %s, %d bad rows\n", cs, same_lut ? "same" : "DIFFER", same_map ? "same" : "DIFFER",
+           same_mask ? "same" : "DIFFER", bad_rows);
+    EXPECT(same_lut && same_map && same_mask, "%s: the fused selection, the separate kernels and the sort differ",
+           cs);
+    EXPECT(bad_rows == 0, "%s: %d rows are not a valid selection", cs, bad_rows);
+    for (int f = 0; f < 3; f++)
+        for (int b = 0; b < 3; b++) cuda_mem_free(dev[f][b]), free(host[f][b]);
+    free(q), free(k);
+    tensor_free(&tq), tensor_free(&tk);
+}
+
+/* The fused selection kernel: N not a multiple of the blocks, kappa 1 .. 64, Tm not a multiple of
+ * its 16 rows, Tn past its thread stride and 32 or 64 slots per lane (N 33000, 70000), ties. */
+static void run_select_fused_cases(unsigned long long *seed) {
+    const int Nsel[4] = {1000, 4000, 5000, 33000};
+    for (int ni = 0; ni < 4; ni++)
+        for (int D = 64; D <= 128; D *= 2)
+            for (int bq = 64; bq <= 128; bq *= 2) {
+                const int Tn = (Nsel[ni] + 63) / 64, kmax = Tn < 64 ? Tn : 64;
+                const int kappas[4] = {1, 7 < Tn ? 7 : Tn, Tn / 4 < 1 ? 1 : Tn / 4 > 40 ? 40 : Tn / 4, kmax};
+                const int B = ni == 3 ? 1 : 2, H = ni == 3 ? 3 : 3 - ni % 2;
+                for (int ki = 0; ki < 4; ki++)
+                    run_select_fused_case(D, bq, 64, B, H, Nsel[ni], kappas[ki], ki == 2, (*seed)++);
+            }
+    run_select_fused_case(128, 128, 128, 1, 3, 4000, 31, 0, (*seed)++);
+    run_select_fused_case(64, 64, 128, 3, 1, 1000, 8, 1, (*seed)++);
+    run_select_fused_case(128, 128, 64, 1, 3, 1000, 5, 2, (*seed)++);
+    run_select_fused_case(64, 128, 64, 2, 2, 4000, 63, 2, (*seed)++);
+    run_select_fused_case(64, 128, 64, 1, 3, 70000, 64, 0, (*seed)++); /* Tn 1094: 64 slots per lane */
+    run_select_fused_case(64, 64, 64, 1, 3, 70000, 25, 1, (*seed)++);
+}
+
 static void run_attn_case(int B, int H, int Nq, int Nk, int D, unsigned long long seed) {
     char cs[128];
     snprintf(cs, sizeof cs, "attn D%d B%d H%d Nq%d Nk%d", D, B, H, Nq, Nk);
@@ -363,6 +466,10 @@ int main(int argc, char **argv) {
     }
     int small = argc > 1 && !strcmp(argv[1], "--small");
     unsigned long long seed = 1234;
+    if (argc > 1 && !strcmp(argv[1], "--select")) {
+        run_select_fused_cases(&seed);
+        return test_summary("test_sla_cuda --select");
+    }
     const sla_variant_t variants[2] = {SLA_VARIANT_COMPLEMENT, SLA_VARIANT_ALL};
     const sla_feature_t features[3] = {SLA_FEATURE_SOFTMAX, SLA_FEATURE_ELU, SLA_FEATURE_RELU};
     if (small) {
@@ -373,10 +480,12 @@ int main(int argc, char **argv) {
             {SLA_VARIANT_COMPLEMENT, SLA_FEATURE_SOFTMAX, 128, 64, 64, 1, 1, 300, 0.5, 0.3, 0},
         };
         for (unsigned c = 0; c < sizeof cs / sizeof cs[0]; c++) run_sla_case(&cs[c], seed++);
+        run_select_fused_case(128, 128, 64, 1, 3, 1000, 5, 0, seed++);
         run_attn_case(1, 1, 200, 150, 64, seed++);
         run_attn_case(1, 1, 130, 257, 128, seed++);
         return test_summary("test_sla_cuda --small");
     }
+    run_select_fused_cases(&seed);
     /* Every variant x feature x head dim x blk_q at N = 1000 and a small odd N. */
     const int Ns[2] = {1000, 333};
     for (int ni = 0; ni < 2; ni++)

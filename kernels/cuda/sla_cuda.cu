@@ -246,6 +246,29 @@ extern "C" void sla_select_cuda(const sla_config_t *cfg, const sla_dims_t *d, co
                       (int)saved->neg.shape[3], w.qbar, w.ksum, w.kbar, w.scores);
 }
 
+extern "C" int sla_select_map_cuda(const sla_dims_t *d, const tensor_t *q, const tensor_t *k, int fused, void *lut,
+                                   void *map, void *mask) {
+    const char *op = "sla_select_map_cuda";
+    check_sla_dims(op, d);
+    CHECK(d->n_negl == 0 && lut && map, "%s: needs n_negl = 0 (got %d), lut and map", op, d->n_negl);
+    if (fused && !sla_select_fused_ok(d->D, d->blk_k, d->Tn, d->kappa, 0, 0)) return 0;
+    SlaWs w = ws_get(d, q->dtype == DTYPE_F32 || k->dtype == DTYPE_F32);
+    const bf16 *qb = as_bf16(q, w.cq, op, "q"), *kb = as_bf16(k, w.ck, op, "k");
+    const int BH = d->B * d->H;
+    int *l = static_cast<int *>(lut);
+    uint8_t *m = static_cast<uint8_t *>(map);
+    bf16 *mk = static_cast<bf16 *>(mask);
+    sla_pool_launch(qb, kb, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, w.qbar, w.ksum, fused ? nullptr : w.kbar);
+    if (fused) {
+        sla_select_fused_launch(w.qbar, w.ksum, BH, d->N, d->D, d->blk_k, d->Tm, d->Tn, d->kappa, l, m, mk);
+    } else {
+        sla_scores_launch(w.qbar, w.kbar, BH, d->D, d->Tm, d->Tn, w.scores);
+        sla_topk_launch(w.scores, BH, d->Tm, d->Tn, d->kappa, 0, 0, l, nullptr, 0, fused == 0);
+        sla_rowmap_launch(l, nullptr, 0, BH, d->Tm, d->Tn, d->kappa, 0, m, mk);
+    }
+    return 1;
+}
+
 extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, const tensor_t *q, const tensor_t *k,
                                  const tensor_t *v, const tensor_t *proj_w, const tensor_t *proj_b, int lut_given,
                                  tensor_t *o, sla_saved_t *saved) {
@@ -270,13 +293,23 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     /* The linear branch's key block states first: that pass also sums K for the selection. */
     if (lm.active) lin_state_launch(kb, vb, w.hs, w.ksum, BH, d->N, d->D, d->blk_k, d->Tn, (int)cfg->feature);
     g_timer.mark("states");
+    /* The common case: mu, scores, top-k and the marginal mask in one kernel (no kbar, no scores
+     * buffer, no rowmap launch below). The forward's map is not written: nothing reads it (the
+     * backward rebuilds map from lut). */
+    const bool fused_sel = lm.active && sla_select_fused_ok(d->D, d->blk_k, d->Tn, d->kappa, d->n_negl, lut_given);
     sla_pool_launch(qb, lm.active ? nullptr : kb, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, w.qbar, w.ksum,
-                    w.kbar);
+                    fused_sel ? nullptr : w.kbar);
     g_timer.mark("pool");
-    sla_scores_launch(w.qbar, w.kbar, BH, d->D, d->Tm, d->Tn, w.scores);
-    g_timer.mark("scores");
-    sla_topk_launch(w.scores, BH, d->Tm, d->Tn, d->kappa, d->n_negl, lut_given, lut, neg, neg_ld);
-    g_timer.mark("topk");
+    if (fused_sel) {
+        sla_select_fused_launch(w.qbar, w.ksum, BH, d->N, d->D, d->blk_k, d->Tm, d->Tn, d->kappa, lut, nullptr,
+                                lm.all ? nullptr : w.mask);
+        g_timer.mark("select");
+    } else {
+        sla_scores_launch(w.qbar, w.kbar, BH, d->D, d->Tm, d->Tn, w.scores);
+        g_timer.mark("scores");
+        sla_topk_launch(w.scores, BH, d->Tm, d->Tn, d->kappa, d->n_negl, lut_given, lut, neg, neg_ld);
+        g_timer.mark("topk");
+    }
 
     /* The linear branch's states; its output and the proj run in the flash kernel's epilogue when
      * that kernel can (the wgmma forward), else in lin_fwd before it. */
@@ -290,8 +323,9 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     lp.Wsplit = w.wsplit;
     if (lm.active) {
         lin_w_split_launch(lp.W, w.wsplit, d->D, fused);
-        if (!lm.all) sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map, w.mask);
-        g_timer.mark("rowmap");
+        if (!lm.all && !fused_sel)
+            sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map, w.mask);
+        g_timer.mark(fused_sel ? "w_split" : "rowmap");
         lin_query_states(d, lm, w, static_cast<bf16 *>(states), static_cast<float *>(states));
         if (fused && lm.all) f32_to_bf16_launch(lp.tot, w.hs, BH * W); /* the totals as one bf16 state row per head */
     }

@@ -494,8 +494,8 @@ template <int D, int NWG> void launch_wg_fwd(const FlashParams &p, int BH) {
         CUDA_CHECK(cudaMemcpyFromSymbol(h, g_fwd_prof, sizeof h));
         CUDA_CHECK(cudaMemcpyToSymbol(g_fwd_prof, zero, sizeof zero));
         const double per = 1.0 / ((double)items * NWG);
-        fprintf(stderr, "[wg_fwd profile] D %d NWG %d items %d, cycles per query block and warpgroup: q %.0f first %.0f "
-                "loop %.0f os %.0f phi %.0f H %.0f wwait %.0f W %.0f o %.0f\n", D, NWG, items, h[FP_Q] * per,
+        fprintf(stderr, "[wg_fwd profile] D %d NWG %d items %d kappa %d, cycles per query block and warpgroup: q %.0f "
+                "first %.0f loop %.0f os %.0f phi %.0f H %.0f wwait %.0f W %.0f o %.0f\n", D, NWG, items, p.kappa, h[FP_Q] * per,
                 h[FP_FIRST] * per, h[FP_LOOP] * per, h[FP_OS] * per, h[FP_PHI] * per, h[FP_H] * per,
                 h[FP_WWAIT] * per, h[FP_W] * per, h[FP_O] * per);
     }

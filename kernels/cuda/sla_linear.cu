@@ -168,13 +168,13 @@ __global__ void __launch_bounds__(256, BK == 64 ? 2 : 1) lin_state_kernel(const 
                 for (int c = 0; c < EPT; c++) m = fmaxf(m, x[c]);
                 m = quad_max(m);
 #pragma unroll
-                for (int c = 0; c < EPT; c++) s += (x[c] = expf(x[c] - m));
+                for (int c = 0; c < EPT; c++) s += (x[c] = fast_exp2((x[c] - m) * SLA_LOG2E)); /* as frag_phi */
                 s = 1.f / quad_sum(s);
 #pragma unroll
                 for (int c = 0; c < EPT; c++) x[c] *= s;
             } else if (feature == 1) {
 #pragma unroll
-                for (int c = 0; c < EPT; c++) x[c] = x[c] > 0.f ? x[c] + 1.f : expf(x[c]);
+                for (int c = 0; c < EPT; c++) x[c] = x[c] > 0.f ? x[c] + 1.f : fast_exp2(x[c] * SLA_LOG2E);
             } else {
 #pragma unroll
                 for (int c = 0; c < EPT; c++) x[c] = fmaxf(x[c], 0.f);

@@ -9,11 +9,18 @@
  * topk_kernel     per query block: bitonic sort of (score desc, j asc) as 64-bit keys; critical =
  *                 the first kappa (or the caller's lut), negligible = the last n_negl non-critical;
  *                 both written ascending. Same rule as the CPU oracle up to rounding of the scores.
- * topk_warp_kernel the same critical set without a sort (kappa rounds of a warp argmax) when there
- *                 is no lut given, no negligible list and kappa <= 64: the common case.
+ * topk_warp_kernel the same critical set without a sort (kappa rounds of a warp argmax over
+ *                 scores held in registers, warp_topk_row) when there is no lut given, no
+ *                 negligible list, kappa <= 64 and Tn <= 2048: the common case.
  * rowmap_kernel   mark map [Tm, Tn] (0 marginal, 1 critical, 2 negligible) and the linear
  *                 branch's 0/1 marginal mask (bf16, a GEMM operand).
+ * select_fused_kernel the common case of kmean + scores + topk_warp + rowmap in one launch, from
+ *                 qbar and ksum (the SLA forward with the linear branch on): per CTA 16 query
+ *                 blocks of one head; mu in kmean_kernel's order, kbar and the scores in
+ *                 kmean/scores_kernel's arithmetic, then warp_topk_row: bit-identical lut, map, mask.
  * col_* kernels   transposed lists: per key block the ascending query blocks whose mark matches. */
+#include <type_traits>
+
 #include "sla_internal.cuh"
 
 namespace {
@@ -92,32 +99,48 @@ __global__ void __launch_bounds__(256) pool_kernel(const bf16 *q, const bf16 *k,
     }
 }
 
-/* One CTA per head of KMEAN_THREADS threads: D columns x G = KMEAN_THREADS / D row groups; group g
- * sums key blocks g, g + G, ... and the groups' partials are added in order (a fixed order). */
+/* mu [D] of one head from its ksum ks [Tn, D] in a fixed order: with G = KMEAN_THREADS / D row
+ * groups, group g sums key blocks g, g + G, ... in order, then the G partials are added in order
+ * and divided by N. Any block size (a multiple of 32); each thread runs items t = g * D + d and
+ * t + blockDim.x at once. part [KMEAN_THREADS] scratch; ends synchronised. */
 constexpr int KMEAN_THREADS = 1024;
+__device__ void head_mu(const float *ks, float *part, float *mu, int N, int D, int Tn) {
+    const int G = KMEAN_THREADS / D, items = G * D, nt = blockDim.x;
+    for (int t = threadIdx.x; t < items; t += 2 * nt) {
+        const int g = t / D, d = t % D, g2 = (t + nt) / D, d2 = (t + nt) % D;
+        const bool two = t + nt < items;
+        float s = 0.f, s2 = 0.f;
+#pragma unroll 8 /* the loads in flight together; each sum keeps its order */
+        for (int j = g, j2 = g2; j < Tn; j += G, j2 += G) {
+            s += ks[(long)j * D + d];
+            if (two && j2 < Tn) s2 += ks[(long)j2 * D + d2];
+        }
+        part[t] = s;
+        if (two) part[t + nt] = s2;
+    }
+    __syncthreads();
+    for (int d = threadIdx.x; d < D; d += nt) {
+        float t = 0.f;
+        for (int h = 0; h < G; h++) t += part[h * D + d];
+        mu[d] = t / (float)N;
+    }
+    __syncthreads();
+}
+
+/* One CTA per head of KMEAN_THREADS threads (head_mu), then kbar by D columns x G row groups. */
 __global__ void __launch_bounds__(KMEAN_THREADS) kmean_kernel(const float *ksum, float *kbar, int N, int D, int blk_k,
                                                               int Tn) {
     __shared__ float part[KMEAN_THREADS];
     __shared__ float mu_sh[256];
-    const int bh = blockIdx.x, d = threadIdx.x % D, G = KMEAN_THREADS / D;
+    const int d = threadIdx.x % D, G = KMEAN_THREADS / D;
     const int g = threadIdx.x / D < G ? threadIdx.x / D : Tn; /* threads past G * D (D not a power of 2) idle */
-    const float *ks = ksum + (long)bh * Tn * D;
-    float s = 0.f;
-#pragma unroll 8 /* the loads in flight together; the sum keeps its order */
-    for (int j = g; j < Tn; j += G) s += ks[(long)j * D + d];
-    if (g < G) part[g * D + d] = s;
-    __syncthreads();
-    if (g == 0) {
-        float t = 0.f;
-        for (int h = 0; h < G; h++) t += part[h * D + d];
-        mu_sh[d] = t / (float)N;
-    }
-    __syncthreads();
+    const float *ks = ksum + (long)blockIdx.x * Tn * D;
+    head_mu(ks, part, mu_sh, N, D, Tn);
     const float mu = mu_sh[d];
 #pragma unroll 8
     for (int j = g; j < Tn; j += G) {
         int cnt = min(N, (j + 1) * blk_k) - j * blk_k;
-        kbar[((long)bh * Tn + j) * D + d] = ks[(long)j * D + d] / (float)cnt - mu;
+        kbar[((long)blockIdx.x * Tn + j) * D + d] = ks[(long)j * D + d] / (float)cnt - mu;
     }
 }
 
@@ -143,57 +166,181 @@ __global__ void scores_kernel(const float *qbar, const float *kbar, float *S, in
         if (i0 + ty + 8 * r < Tm && j0 + tx < Tn) S[((long)bh * Tm + i0 + ty + 8 * r) * Tn + j0 + tx] = acc[r];
 }
 
-/* Orders by score descending, then block index ascending. */
-__device__ __forceinline__ unsigned long long rank_key(float s, int j) {
+/* Orders by score descending, then block index ascending: rank_ord(s) is the high word (the
+ * score's order as an unsigned integer), ~j the low word. */
+__device__ __forceinline__ uint32_t rank_ord(float s) {
     s += 0.f; /* -0 -> +0 */
     uint32_t u = __float_as_uint(s);
-    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+__device__ __forceinline__ unsigned long long ord_key(uint32_t u, int j) {
     return ((unsigned long long)u << 32) | (0xFFFFFFFFu - (uint32_t)j);
 }
+__device__ __forceinline__ unsigned long long rank_key(float s, int j) { return ord_key(rank_ord(s), j); }
 __device__ __forceinline__ int key_j(unsigned long long key) { return (int)(0xFFFFFFFFu - (uint32_t)key); }
 
-/* The common case of topk_kernel (no imposed lut, no negligible list, kappa <= TOPK_WARP_MAX): one
- * warp per query-block row picks the kappa largest rank keys one at a time (each lane keeps the
- * best of its slice, the warp takes the best of the lanes, the winner's lane rescans), then writes
- * the winners ascending. The same keys, so the same set as the sort. Dynamic smem: keys [warps][Tn]. */
+/* The kappa largest rank keys of one row by one warp, without a sort. Lane l holds the orders
+ * o[s] = rank_ord(score) of blocks j = l + 32 s, s < K (0 past Tn, which is at most 32 K), and its
+ * best untaken slot; each round the warp takes the largest order among the lanes' bests (redux
+ * max), then the lowest j among the lanes whose best has it (redux min): the largest rank key; the
+ * winner's lane marks it taken and rescans its registers (about 0.7 us a round on an H100). Writes
+ * the winners ascending to lrow [kappa] and, when given, the row's map (1 taken, 0 not) and
+ * marginal mask (bf16 1 where not taken): what rowmap_kernel writes without negligible blocks. */
+template <int K>
+__device__ void warp_topk_row(const uint32_t (&o)[K], int Tn, int kappa, int *lrow, uint8_t *mrow, bf16 *krow) {
+    static_assert(K >= 1 && K <= 64, "warp_topk_row: 1 to 64 slots per lane");
+    const int lane = threadIdx.x & 31;
+
+    unsigned long long tk = 0; /* taken (or past Tn) slots */
+#pragma unroll
+    for (int s = 0; s < K; s++)
+        if (lane + 32 * s >= Tn) tk |= 1ull << s;
+    int bs = -1; /* this lane's best slot: largest order, then lowest slot (= lowest j); -1: rescan */
+    uint32_t bo = 0;
+    for (int r = 0; r < kappa; r++) {
+        if (r == 0 || bs < 0) { /* after round 0 only the last winner's lane rescans */
+            bs = -1, bo = 0;
+#pragma unroll
+            for (int s = 0; s < K; s++)
+                if (!((tk >> s) & 1) && (bs < 0 || o[s] > bo)) bo = o[s], bs = s;
+        }
+        const uint32_t m = __reduce_max_sync(0xffffffffu, bs >= 0 ? bo : 0u);
+        const uint32_t mine = bs >= 0 && bo == m ? (uint32_t)(lane + 32 * bs) : 0xFFFFFFFFu;
+        const uint32_t jw = __reduce_min_sync(0xffffffffu, mine);
+        if ((int)(jw & 31) == lane) tk |= 1ull << bs, bs = -1; /* kappa <= Tn: a real block always wins */
+    }
+    int base = 0;
+#pragma unroll
+    for (int s = 0; s < K; s++) {
+        const int j = lane + 32 * s;
+        const bool t = j < Tn && ((tk >> s) & 1);
+        const unsigned bal = __ballot_sync(0xffffffffu, t);
+        if (t) lrow[base + __popc(bal & ((1u << lane) - 1u))] = j;
+        base += __popc(bal);
+        if (j < Tn && mrow) mrow[j] = t;
+        if (j < Tn && krow) krow[j] = __float2bfloat16_rn(t ? 0.f : 1.f);
+    }
+}
+
+/* Slots per lane for Tn key blocks: the next power of 2 of ceil(Tn / 32), at least 2 (0: more than
+ * 64). */
+int topk_slots(int Tn) {
+    int k = 2;
+    while (32 * k < Tn) k <<= 1;
+    return k <= 64 ? k : 0;
+}
+
+/* Calls launch.template operator()<K>() with the slots for Tn (topk_slots(Tn) != 0). */
+template <typename F> void with_slots(int Tn, F &&launch) {
+    switch (topk_slots(Tn)) {
+    case 2: launch(std::integral_constant<int, 2>()); break;
+    case 4: launch(std::integral_constant<int, 4>()); break;
+    case 8: launch(std::integral_constant<int, 8>()); break;
+    case 16: launch(std::integral_constant<int, 16>()); break;
+    case 32: launch(std::integral_constant<int, 32>()); break;
+    default: launch(std::integral_constant<int, 64>()); break;
+    }
+}
+
+/* The common case of topk_kernel (no imposed lut, no negligible list, kappa <= TOPK_WARP_MAX, Tn <=
+ * TOPK_WARP_TN): one warp per query-block row (warp_topk_row), the row's orders in registers. The
+ * same keys, so the same set as the sort. */
 constexpr int TOPK_WARP_MAX = 64;
-constexpr int TOPK_WARP_SMEM = 32 * 1024;
+constexpr int TOPK_WARP_TN = 32 * 64;
+template <int K>
 __global__ void __launch_bounds__(256) topk_warp_kernel(const float *scores, int *lut, long rows, int Tn, int kappa) {
-    extern __shared__ __align__(16) unsigned char smem_raw[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const long row = (long)blockIdx.x * (blockDim.x >> 5) + warp;
     if (row >= rows) return; /* whole warps only; nothing below synchronises the block */
-    unsigned long long *keys = reinterpret_cast<unsigned long long *>(smem_raw) + (long)warp * Tn;
     const float *s = scores + row * Tn;
-    unsigned long long mine = 0; /* the best key of this lane's slice j = lane, lane + 32, ... */
-    for (int j = lane; j < Tn; j += 32) {
-        unsigned long long k = rank_key(s[j], j);
-        keys[j] = k;
-        mine = k > mine ? k : mine;
-    }
-    for (int r = 0; r < kappa; r++) {
-        unsigned long long best = mine;
+    uint32_t o[K];
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            unsigned long long y = __shfl_xor_sync(0xffffffffu, best, o);
-            best = y > best ? y : best;
-        }
-        const int jw = key_j(best); /* real keys are never 0: their low word is 0xFFFFFFFF - j */
-        if ((jw & 31) == lane) {
-            keys[jw] = 0; /* taken */
-            mine = 0;
-            for (int j = lane; j < Tn; j += 32) mine = keys[j] > mine ? keys[j] : mine;
-        }
+    for (int t = 0; t < K; t++) o[t] = lane + 32 * t < Tn ? rank_ord(s[lane + 32 * t]) : 0u;
+    warp_topk_row<K>(o, Tn, kappa, lut + row * kappa, nullptr, nullptr);
+}
+
+/* kmean_kernel + scores_kernel + topk_warp_kernel + rowmap_kernel (n_negl = 0) for SEL_ROWS query
+ * blocks i0.. of head bh = blockIdx.y, one warp per query block. Every CTA of a head computes mu
+ * (head_mu), then kbar (as kmean_kernel: ksum_j / cnt_j - mu, with the division by blk_k, a power
+ * of 2, done as the same exact multiplication; the last, maybe partial, block's kbar is divided
+ * once into klast), staged transposed in kT [SEL_DC][SEL_JC + 1] chunks from coalesced ksum rows,
+ * and the scores qbar_i . kbar_j (fmaf over d from 0, as scores_kernel): thread (group g, jl)
+ * computes rows g * SEL_ROWS / SEL_QG.. for block j0 + jl. The scores are kept as rank_ord in
+ * smem; then warp_topk_row<K> per row. map and mask are optional. Dynamic smem (fused_smem): qs
+ * [SEL_ROWS][D], mu [D], klast [D], kT, all f32, then ord [SEL_ROWS][Tn] u32 (first part
+ * [KMEAN_THREADS] f32 for head_mu). */
+constexpr int SEL_ROWS = 16, SEL_QG = 2, SEL_JC = 32 * SEL_ROWS / SEL_QG, SEL_DC = 32;
+template <int K>
+__global__ void __launch_bounds__(32 * SEL_ROWS, K <= 16 ? 2 : 1)
+    select_fused_kernel(const float *qbar, const float *ksum, int N, int D, int blk_k, int Tm, int Tn, int kappa,
+                        int *lut, uint8_t *map, bf16 *mask) {
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    float *qs = reinterpret_cast<float *>(smem_raw), *mu = qs + SEL_ROWS * D, *klast = mu + D, *kT = klast + D;
+    uint32_t *ord = reinterpret_cast<uint32_t *>(kT + SEL_DC * (SEL_JC + 1));
+    const int bh = blockIdx.y, i0 = blockIdx.x * SEL_ROWS, tid = threadIdx.x, nt = blockDim.x;
+    const float *ks = ksum + (long)bh * Tn * D;
+    for (int e = tid; e < SEL_ROWS * D; e += nt) {
+        const int r = e / D;
+        qs[e] = i0 + r < Tm ? qbar[((long)bh * Tm + i0) * D + e] : 0.f;
     }
-    __syncwarp();
-    int *lrow = lut + row * kappa, base = 0;
-    for (int j0 = 0; j0 < Tn; j0 += 32) {
-        const int j = j0 + lane;
-        const bool taken = j < Tn && keys[j] == 0;
-        const unsigned m = __ballot_sync(0xffffffffu, taken);
-        if (taken) lrow[base + __popc(m & ((1u << lane) - 1u))] = j;
-        base += __popc(m);
+    head_mu(ks, reinterpret_cast<float *>(ord), mu, N, D, Tn);
+    for (int d = tid; d < D; d += nt) klast[d] = ks[(long)(Tn - 1) * D + d] / (float)(N - (Tn - 1) * blk_k) - mu[d];
+    __syncthreads();
+
+    constexpr int RQ = SEL_ROWS / SEL_QG, KP = SEL_JC + 1; /* kT row pitch: conflict-free both ways */
+    const int jl = tid % SEL_JC, grp = tid / SEL_JC;
+    const float inv = 1.f / (float)blk_k; /* exact */
+    const float4 *qs4 = reinterpret_cast<const float4 *>(qs + grp * RQ * D);
+    const float4 *mu4 = reinterpret_cast<const float4 *>(mu), *kl4 = reinterpret_cast<const float4 *>(klast);
+    for (int j0 = 0; j0 < Tn; j0 += SEL_JC) {
+        float acc[RQ];
+#pragma unroll
+        for (int r = 0; r < RQ; r++) acc[r] = 0.f;
+        for (int d0 = 0; d0 < D; d0 += SEL_DC) {
+            __syncthreads(); /* the previous chunk is consumed */
+            /* kT [dd][jj] = kbar of block j0 + jj at d0 + dd (0 past Tn), from coalesced rows */
+#pragma unroll 4
+            for (int e = tid; e < SEL_JC * SEL_DC / 4; e += nt) {
+                const int jj = e / (SEL_DC / 4), d = d0 + 4 * (e % (SEL_DC / 4)), j = j0 + jj;
+                float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+                if (j < Tn - 1) {
+                    x = *reinterpret_cast<const float4 *>(ks + (long)j * D + d);
+                    const float4 m = mu4[d / 4]; /* __fmul_rn: never contracted into an fma with the - */
+                    x.x = __fmul_rn(x.x, inv) - m.x, x.y = __fmul_rn(x.y, inv) - m.y;
+                    x.z = __fmul_rn(x.z, inv) - m.z, x.w = __fmul_rn(x.w, inv) - m.w;
+                } else if (j == Tn - 1) {
+                    x = kl4[d / 4];
+                }
+                float *kt = kT + (d - d0) * KP + jj;
+                kt[0] = x.x, kt[KP] = x.y, kt[2 * KP] = x.z, kt[3 * KP] = x.w;
+            }
+            __syncthreads();
+#pragma unroll 1
+            for (int dd = 0; dd < SEL_DC; dd += 4) {
+                const float *kc = kT + dd * KP + jl;
+                const float k0 = kc[0], k1 = kc[KP], k2 = kc[2 * KP], k3 = kc[3 * KP];
+#pragma unroll
+                for (int r = 0; r < RQ; r++) {
+                    const float4 q = qs4[r * (D / 4) + (d0 + dd) / 4];
+                    acc[r] = fmaf(q.x, k0, acc[r]);
+                    acc[r] = fmaf(q.y, k1, acc[r]);
+                    acc[r] = fmaf(q.z, k2, acc[r]);
+                    acc[r] = fmaf(q.w, k3, acc[r]);
+                }
+            }
+        }
+        if (j0 + jl < Tn)
+#pragma unroll
+            for (int r = 0; r < RQ; r++) ord[(grp * RQ + r) * Tn + j0 + jl] = rank_ord(acc[r]);
     }
+    __syncthreads();
+    const int w = tid >> 5, lane = tid & 31;
+    if (i0 + w >= Tm) return;
+    const long row = (long)bh * Tm + i0 + w;
+    uint32_t o[K];
+#pragma unroll
+    for (int t = 0; t < K; t++) o[t] = lane + 32 * t < Tn ? ord[w * Tn + lane + 32 * t] : 0u;
+    warp_topk_row<K>(o, Tn, kappa, lut + row * kappa, map ? map + row * Tn : nullptr, mask ? mask + row * Tn : nullptr);
 }
 
 /* Dynamic smem: keys [P] u64, crit [Tn] u8, negl [Tn] u8 (padded), scan [max(P, Tn)] int. */
@@ -340,6 +487,7 @@ void sla_pool_launch(const bf16 *q, const bf16 *k, int BH, int N, int D, int blk
     cudaStream_t st = cuda_stream();
     pool_kernel<<<dim3(k ? Tm + Tn : Tm, BH), 256, 0, st>>>(q, k, qbar, ksum, N, D, blk_q, blk_k, Tm, Tn);
     CUDA_CHECK_LAUNCH();
+    if (!kbar) return;
     kmean_kernel<<<BH, KMEAN_THREADS, 0, st>>>(ksum, kbar, N, D, blk_k, Tn);
     CUDA_CHECK_LAUNCH();
 }
@@ -351,13 +499,14 @@ void sla_scores_launch(const float *qbar, const float *kbar, int BH, int D, int 
 }
 
 void sla_topk_launch(const float *scores, int BH, int Tm, int Tn, int kappa, int n_negl, int lut_given, int *lut,
-                     int *neg, int neg_ld) {
+                     int *neg, int neg_ld, bool warp_ok) {
     CHECK(Tn <= 8192, "SLA selection: %d key blocks exceed the GPU top-k limit of 8192", Tn);
-    if (!lut_given && n_negl == 0 && kappa <= TOPK_WARP_MAX && Tn * 8 <= TOPK_WARP_SMEM) {
-        const int warps = min(8, TOPK_WARP_SMEM / (Tn * 8));
+    if (warp_ok && !lut_given && n_negl == 0 && kappa <= TOPK_WARP_MAX && Tn <= TOPK_WARP_TN) {
         const long rows = (long)BH * Tm;
-        topk_warp_kernel<<<(unsigned)((rows + warps - 1) / warps), 32 * warps, warps * Tn * 8, cuda_stream()>>>(
-            scores, lut, rows, Tn, kappa);
+        with_slots(Tn, [&](auto k) {
+            constexpr int K = decltype(k)::value;
+            topk_warp_kernel<K><<<(unsigned)((rows + 7) / 8), 256, 0, cuda_stream()>>>(scores, lut, rows, Tn, kappa);
+        });
         CUDA_CHECK_LAUNCH();
         return;
     }
@@ -367,6 +516,39 @@ void sla_topk_launch(const float *scores, int BH, int Tm, int Tn, int kappa, int
     if (smem > 48 * 1024 && smem > limit) sla_smem_limit(topk_kernel, smem), limit = smem;
     topk_kernel<<<dim3(Tm, BH), SCAN_THREADS, smem, cuda_stream()>>>(scores, lut, lut_given, neg, neg_ld, Tm, Tn, P,
                                                                      kappa, n_negl);
+    CUDA_CHECK_LAUNCH();
+}
+
+namespace {
+int fused_smem(int D, int Tn) {
+    return (SEL_ROWS * D + 2 * D + SEL_DC * (SEL_JC + 1) + max(SEL_ROWS * Tn, KMEAN_THREADS)) * 4;
+}
+} // namespace
+
+bool sla_select_fused_ok(int D, int blk_k, int Tn, int kappa, int n_negl, int lut_given) {
+    static int optin = -1;
+    if (optin < 0) {
+        int dev;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    }
+    return !lut_given && n_negl == 0 && kappa >= 1 && kappa <= TOPK_WARP_MAX && kappa <= Tn && Tn <= TOPK_WARP_TN &&
+           D % 32 == 0 && D <= 256 && KMEAN_THREADS % D == 0 && blk_k > 0 && (blk_k & (blk_k - 1)) == 0 &&
+           fused_smem(D, Tn) <= optin;
+}
+
+void sla_select_fused_launch(const float *qbar, const float *ksum, int BH, int N, int D, int blk_k, int Tm, int Tn,
+                             int kappa, int *lut, uint8_t *map, bf16 *mask) {
+    CHECK(sla_select_fused_ok(D, blk_k, Tn, kappa, 0, 0),
+          "SLA selection: the fused kernel does not take D %d, blk_k %d, Tn %d, kappa %d", D, blk_k, Tn, kappa);
+    const int smem = fused_smem(D, Tn);
+    with_slots(Tn, [&](auto k) {
+        constexpr int K = decltype(k)::value;
+        static int limit = 0;
+        if (smem > 48 * 1024 && smem > limit) sla_smem_limit(select_fused_kernel<K>, smem), limit = smem;
+        select_fused_kernel<K><<<dim3((Tm + SEL_ROWS - 1) / SEL_ROWS, BH), 32 * SEL_ROWS, smem, cuda_stream()>>>(
+            qbar, ksum, N, D, blk_k, Tm, Tn, kappa, lut, map, mask);
+    });
     CUDA_CHECK_LAUNCH();
 }
 
