@@ -9,7 +9,7 @@
  * topk_kernel     per query block: bitonic sort of (score desc, j asc) as 64-bit keys; critical =
  *                 the first kappa (or the caller's lut), negligible = the last n_negl non-critical;
  *                 both written ascending. Same rule as the CPU oracle up to rounding of the scores.
- * topk_warp_kernel the same critical set without a sort (kappa rounds of a warp argmax over
+ * topk_warp_kernel the same critical set without a sort (a warp radix select over the
  *                 scores held in registers, warp_topk_row) when there is no lut given, no
  *                 negligible list, kappa <= 64 and Tn <= 2048: the common case.
  * rowmap_kernel   mark map [Tm, Tn] (0 marginal, 1 critical, 2 negligible) and the linear
@@ -180,10 +180,10 @@ __device__ __forceinline__ unsigned long long rank_key(float s, int j) { return 
 __device__ __forceinline__ int key_j(unsigned long long key) { return (int)(0xFFFFFFFFu - (uint32_t)key); }
 
 /* The kappa largest rank keys of one row by one warp, without a sort. Lane l holds the orders
- * o[s] = rank_ord(score) of blocks j = l + 32 s, s < K (0 past Tn, which is at most 32 K), and its
- * best untaken slot; each round the warp takes the largest order among the lanes' bests (redux
- * max), then the lowest j among the lanes whose best has it (redux min): the largest rank key; the
- * winner's lane marks it taken and rescans its registers (about 0.7 us a round on an H100). Writes
+ * o[s] = rank_ord(score) of blocks j = l + 32 s, s < K (ignored past Tn, which is at most 32 K).
+ * A radix select finds the kappa-th largest order T in 32 warp counts (redux add); the kept set is
+ * every order above T and the lowest-j orders equal to T: the same set as the sort of (score desc,
+ * j asc). (Kappa rounds of a warp argmax, the version before, cost about 0.7 us a round.) Writes
  * the winners ascending to lrow [kappa] and, when given, the row's map (1 taken, 0 not) and
  * marginal mask (bf16 1 where not taken): what rowmap_kernel writes without negligible blocks. */
 template <int K>
@@ -191,23 +191,30 @@ __device__ void warp_topk_row(const uint32_t (&o)[K], int Tn, int kappa, int *lr
     static_assert(K >= 1 && K <= 64, "warp_topk_row: 1 to 64 slots per lane");
     const int lane = threadIdx.x & 31;
 
-    unsigned long long tk = 0; /* taken (or past Tn) slots */
+    /* T = the kappa-th largest order: bit by bit from the top, the largest T with at least kappa
+     * orders >= T (32 warp counts, independent of kappa). Kept: every order > T, then the orders
+     * == T by ascending j until kappa (the sort's tie rule). */
+    uint32_t T = 0;
+    for (int bit = 31; bit >= 0; bit--) {
+        const uint32_t c = T | (1u << bit);
+        int n = 0;
 #pragma unroll
-    for (int s = 0; s < K; s++)
-        if (lane + 32 * s >= Tn) tk |= 1ull << s;
-    int bs = -1; /* this lane's best slot: largest order, then lowest slot (= lowest j); -1: rescan */
-    uint32_t bo = 0;
-    for (int r = 0; r < kappa; r++) {
-        if (r == 0 || bs < 0) { /* after round 0 only the last winner's lane rescans */
-            bs = -1, bo = 0;
+        for (int s = 0; s < K; s++) n += lane + 32 * s < Tn && o[s] >= c;
+        if ((int)__reduce_add_sync(0xffffffffu, (unsigned)n) >= kappa) T = c;
+    }
+    int above = 0;
 #pragma unroll
-            for (int s = 0; s < K; s++)
-                if (!((tk >> s) & 1) && (bs < 0 || o[s] > bo)) bo = o[s], bs = s;
-        }
-        const uint32_t m = __reduce_max_sync(0xffffffffu, bs >= 0 ? bo : 0u);
-        const uint32_t mine = bs >= 0 && bo == m ? (uint32_t)(lane + 32 * bs) : 0xFFFFFFFFu;
-        const uint32_t jw = __reduce_min_sync(0xffffffffu, mine);
-        if ((int)(jw & 31) == lane) tk |= 1ull << bs, bs = -1; /* kappa <= Tn: a real block always wins */
+    for (int s = 0; s < K; s++) above += lane + 32 * s < Tn && o[s] > T;
+    const int ties = kappa - (int)__reduce_add_sync(0xffffffffu, (unsigned)above); /* >= 1 */
+    unsigned long long tk = 0; /* kept slots */
+    int seen = 0;                /* orders == T met so far in j order */
+#pragma unroll
+    for (int s = 0; s < K; s++) {
+        const bool valid = lane + 32 * s < Tn, eq = valid && o[s] == T;
+        const unsigned bal = __ballot_sync(0xffffffffu, eq);
+        const bool keep = valid && (o[s] > T || (eq && seen + __popc(bal & ((1u << lane) - 1u)) < ties));
+        if (keep) tk |= 1ull << s;
+        seen += __popc(bal);
     }
     int base = 0;
 #pragma unroll
