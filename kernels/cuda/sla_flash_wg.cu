@@ -3,14 +3,17 @@
  * attention without a lut, SLA's sparse branch with one (a query block visits its kept key blocks).
  *
  * wg_fwd_kernel  a persistent grid (as many CTAs as fit at once) whose CTAs take query blocks of
- *                64 NWG rows in turn: one consumer warpgroup (128 threads) per 64 rows and one
- *                producer warp. Q (two buffers: the next block's loads while this one finishes) and
+ *                64 NWG rows in turn: one consumer warpgroup (128 threads) per 64 rows and a
+ *                producer (a warp; with two consumer warpgroups a whole warpgroup, so that
+ *                setmaxnreg can hand its registers to the consumers: 40 / 232 per thread). Q (two
+ *                buffers: the next block's loads while this one finishes) and
  *                WNST stages of 64-row K/V tiles live in shared memory in the sw128 layout
  *                (sla_wgmma.cuh); the producer fills them with bulk tensor copies (TMA, zero-filled
  *                past the ends) that complete on a "full" mbarrier per stage, and refills a stage
  *                once every consumer warp has arrived on its "empty" mbarrier (stages are numbered
  *                across query blocks), so the warpgroups never wait for each other. Per key tile it of a
- *                warpgroup: S_it = Q K_it^T is issued, then O += P_{it-1} V_{it-1} (P in registers),
+ *                warpgroup: S_it = Q K_it^T is issued (Q in registers, loaded once per query block:
+ *                shared memory then feeds only K and V), then O += P_{it-1} V_{it-1} (P in registers),
  *                and the online softmax of S_it runs on the CUDA cores while the tensor cores do
  *                the P V product; O is rescaled once that product is done. Writes o (or o += Os
  *                when add), os and lse (natural log) exactly as flash_fwd_kernel does; keys past Nk
@@ -19,8 +22,9 @@
  *                With p.lin (SLA's forward) the epilogue also does the linear branch and the proj
  *                (FlashParams): after a query block's K/V tiles the producer loads three more
  *                stages, the block's state H_i with Z_i and the proj's W^T hi and lo, and each
- *                warpgroup computes phi(Q) from its Q rows, Ol = phi(Q) H_i / den and o = Os + Ol
- *                W^T + b with two more D x D wgmma products; this replaces the separate lin_fwd
+ *                warpgroup computes phi(Q) from its Q fragments, Ol = phi(Q) H_i / den and o = Os
+ *                + Ol W^T + b with two more D x D wgmma products accumulating into Os's registers;
+ *                this replaces the separate lin_fwd
  *                kernel and its o round trip. os, ol and o then leave through the warpgroup's Q
  *                rows as bulk tensor stores (whole lines; fragment stores cost 12k of a 20k-cycle
  *                epilogue, tests/bench/sla_results.md v18).
@@ -230,8 +234,8 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
     if constexpr (NWG > 1) wg_regs_inc<CONSUMER_REGS>();
     const float sl2 = SLA_LOG2E * rsqrtf((float)D);
     FWD_PROF_DECL
-    long g0 = 0;
-    int q_pending = -1; /* a Q buffer whose release waits for bulk stores (see the epilogue) */ /* this item's first tile in the stage numbering */
+    long g0 = 0;        /* this item's first tile in the stage numbering */
+    int q_pending = -1; /* a Q buffer whose release waits for bulk stores (see the epilogue) */
     for (int item = blockIdx.x, k = 0; item < items; item += gridDim.x, k++) {
         const int bh = item / nqb, qb = item % nqb, q0 = qb * BQ, b = k & 1;
         const TileSeq seq = key_seq(p, bh, qb);
