@@ -6,8 +6,8 @@
  *                64 NWG rows in turn: one consumer warpgroup (128 threads) per 64 rows and a
  *                producer (a warp; with two consumer warpgroups a whole warpgroup, so that
  *                setmaxnreg can hand its registers to the consumers: 40 / 232 per thread). Q (two
- *                buffers: the next block's loads while this one finishes) and
- *                WNST stages of 64-row K/V tiles live in shared memory in the sw128 layout
+ *                buffers: the next block's loads while this one finishes) and WNST stages of
+ *                64-row K/V tiles live in shared memory in the sw128 layout
  *                (sla_wgmma.cuh); the producer fills them with bulk tensor copies (TMA, zero-filled
  *                past the ends) that complete on a "full" mbarrier per stage, and refills a stage
  *                once every consumer warp has arrived on its "empty" mbarrier (stages are numbered
@@ -24,10 +24,9 @@
  *                stages, the block's state H_i with Z_i and the proj's W^T hi and lo, and each
  *                warpgroup computes phi(Q) from its Q fragments, Ol = phi(Q) H_i / den and o = Os
  *                + Ol W^T + b with two more D x D wgmma products accumulating into Os's registers;
- *                this replaces the separate lin_fwd
- *                kernel and its o round trip. os, ol and o then leave through the warpgroup's Q
- *                rows as bulk tensor stores (whole lines; fragment stores cost 12k of a 20k-cycle
- *                epilogue, tests/bench/sla_results.md v18).
+ *                this replaces the separate lin_fwd kernel and its o round trip. os, ol and o then
+ *                leave through the warpgroup's Q rows as bulk tensor stores (whole lines; fragment
+ *                stores cost 12k of a 20k-cycle epilogue, tests/bench/sla_results.md v18).
  * Only the sm_90a build has the instructions; flash_wg_available() says whether this process can
  * use the wgmma kernels (built for sm_90a, running on a 9.0 device, SLA_FLASH_WG not 0). Also here,
  * shared with sla_flash_wg_bwd.cu: wg_tile_map, the TMA tensor map of a [BH, N, D] bf16 tensor. */
