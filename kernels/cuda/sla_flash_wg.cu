@@ -67,29 +67,20 @@ template <int ROWS> __device__ __forceinline__ uint32_t sw128_frag_addr(uint32_t
     return tile + (j >> 3) * ROWS * 128 + (r0 + g) * 128 + (((j & 7) ^ g) << 4) + 4 * (lane & 3);
 }
 
-/* Between one warp's fp32 fragments x (the accumulator layout) of rows r0 .. r0 + 15 (r0 % 8 == 0)
- * and the same positions of a [ROWS, D] bf16 sw128 tile at tile: add = false stores x as bf16;
- * add = true adds the bf16 values stored there to x. */
+/* One warp's fp32 fragments x (the accumulator layout) of rows r0 .. r0 + 15 (r0 % 8 == 0), as
+ * bf16, into the same positions of a [ROWS, D] bf16 sw128 tile at tile. */
 template <int D, int ROWS>
-__device__ __forceinline__ void frag_swap_sw128(float (&x)[D / 8][4], uint32_t tile, int r0, int lane, bool add) {
+__device__ __forceinline__ void frag_store_sw128(const float (&x)[D / 8][4], uint32_t tile, int r0, int lane) {
 #pragma unroll
     for (int j = 0; j < D / 8; j++) {
         const uint32_t a = sw128_frag_addr<ROWS>(tile, j, r0, lane);
-        if (add) {
-            uint32_t u0, u1;
-            asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(u0) : "r"(a));
-            asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(u1) : "r"(a + 8 * 128));
-            const float2 f0 = unpack_bf16(u0), f1 = unpack_bf16(u1);
-            x[j][0] += f0.x, x[j][1] += f0.y, x[j][2] += f1.x, x[j][3] += f1.y;
-        } else {
-            asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a), "r"(pack_bf16(x[j][0], x[j][1])));
-            asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a + 8 * 128), "r"(pack_bf16(x[j][2], x[j][3])));
-        }
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a), "r"(pack_bf16(x[j][0], x[j][1])));
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a + 8 * 128), "r"(pack_bf16(x[j][2], x[j][3])));
     }
 }
 
 /* Between bf16 A fragments a (D / 16 k-steps, the layout wg_pack_a makes) and the same positions of
- * a sw128 tile as frag_swap_sw128's: store = true writes a there, false loads a from there. */
+ * a sw128 tile as frag_store_sw128's: store = true writes a there, false loads a from there. */
 template <int D, int ROWS>
 __device__ __forceinline__ void afrag_swap_sw128(uint32_t (&a)[D / 16][4], uint32_t tile, int r0, int lane, bool store) {
 #pragma unroll
@@ -393,7 +384,7 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
             wg_sync();
         };
         if (p.os) {
-            frag_swap_sw128<D, BQ>(o, sQw, wrow, lane, false);
+            frag_store_sw128<D, BQ>(o, sQw, wrow, lane);
             store_rows(&tos);
         }
         FWD_PROF(FP_OS);
@@ -452,7 +443,7 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
         g0 += LIN_STAGES;
         FWD_PROF(FP_W);
         rows_read(); /* ol is out */
-        frag_swap_sw128<D, BQ>(o, sQw, wrow, lane, false); /* o */
+        frag_store_sw128<D, BQ>(o, sQw, wrow, lane); /* o */
         store_rows(&to);
         /* Q buffer b is free once o's stores have read it; the leader (lane 0 of warp 0) waits for
          * that only after the next item's first tile, the other warps arrive now. */
