@@ -157,17 +157,20 @@ __global__ void __launch_bounds__(128, 2)
     for (int it = 0; it < n; it++) {
         const float *Lt = sLD[it & 1], *Dt = Lt + 64;
         const uint32_t base = pipe.wait(it);
+        /* the stage's Q and dO as K-major (S^T, dP^T) and N-major (dK, dV) operands */
+        const uint64_t dQk = wg_desc(base, 16, 1024), dQn = wg_desc(base, 64 * 128, 1024);
+        const uint64_t dOk = wg_desc_add(dQk, T), dOn = wg_desc_add(dQn, T);
         wg_fence();
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
             const uint32_t off = (kk >> 2) * 64 * 128 + (kk & 3) * 32;
-            wgmma_ss_n64(s, wg_desc_add(dK, off), wg_desc(base + off, 16, 1024), kk > 0);
+            wgmma_ss_n64(s, wg_desc_add(dK, off), wg_desc_add(dQk, off), kk > 0);
         }
         wg_commit(); /* group: S^T */
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
             const uint32_t off = (kk >> 2) * 64 * 128 + (kk & 3) * 32;
-            wgmma_ss_n64(dp, wg_desc_add(dV, off), wg_desc(base + T + off, 16, 1024), kk > 0);
+            wgmma_ss_n64(dp, wg_desc_add(dV, off), wg_desc_add(dOk, off), kk > 0);
         }
         wg_commit(); /* group: dP^T */
         if (it + 1 < n) stage_stats(it + 1);
@@ -197,7 +200,7 @@ __global__ void __launch_bounds__(128, 2)
         for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(pa[kk], s, kk);
         wg_fence();
 #pragma unroll
-        for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(dv, pa[kk], wg_desc(base + T + kk * 2048, 64 * 128, 1024), 1);
+        for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(dv, pa[kk], wg_desc_add(dOn, kk * 2048), 1);
         wg_commit(); /* group: dV += P^T dO */
         wg_wait<1>(); /* dP^T */
         wg_pin(dp);
@@ -211,7 +214,7 @@ __global__ void __launch_bounds__(128, 2)
         for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(pd[kk], dp, kk);
         wg_fence();
 #pragma unroll
-        for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(dk, pd[kk], wg_desc(base + kk * 2048, 64 * 128, 1024), 1);
+        for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(dk, pd[kk], wg_desc_add(dQn, kk * 2048), 1);
         wg_commit();
         cp_async_wait<0>(); /* this thread's part of tile it + 1's lse and Ds */
         __syncthreads();    /* ... everyone's; and sLD[it & 1] is free for tile it + 2 */
@@ -284,17 +287,19 @@ __global__ void __launch_bounds__(128, 2)
     pipe.wait_resident();
 
     for (int it = 0; it < n; it++) {
-        const uint32_t sK = pipe.wait(it), sV = sK + T;
+        const uint32_t sK = pipe.wait(it);
+        /* the stage's K as a K-major (S) and N-major (acc, Y) operand, V as K-major (dP) */
+        const uint64_t dKk = wg_desc(sK, 16, 1024), dKn = wg_desc(sK, 64 * 128, 1024), dVk = wg_desc_add(dKk, T);
         wg_fence();
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++)
             wgmma_ss_n64(s, wg_desc_add(dQ, (kk >> 2) * BQ * 128 + (kk & 3) * 32),
-                         wg_desc(sK + (kk >> 2) * 64 * 128 + (kk & 3) * 32, 16, 1024), kk > 0);
+                         wg_desc_add(dKk, (kk >> 2) * 64 * 128 + (kk & 3) * 32), kk > 0);
         wg_commit(); /* group: S */
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++)
             wgmma_ss_n64(dp, wg_desc_add(dO, (kk >> 2) * BQ * 128 + (kk & 3) * 32),
-                         wg_desc(sV + (kk >> 2) * 64 * 128 + (kk & 3) * 32, 16, 1024), kk > 0);
+                         wg_desc_add(dVk, (kk >> 2) * 64 * 128 + (kk & 3) * 32), kk > 0);
         wg_commit(); /* group: dP */
         wg_wait<1>(); /* S, and the previous tile's acc and Y products: its stage is free */
         wg_pin(s);
@@ -320,7 +325,7 @@ __global__ void __launch_bounds__(128, 2)
         for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(ap[kk], s, kk);
         wg_fence();
 #pragma unroll
-        for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(accy, ap[kk], wg_desc(sK + kk * 2048, 64 * 128, 1024), 1);
+        for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(accy, ap[kk], wg_desc_add(dKn, kk * 2048), 1);
         wg_commit(); /* group: Y += P K */
         wg_wait<1>(); /* dP */
         wg_pin(dp);
@@ -336,7 +341,7 @@ __global__ void __launch_bounds__(128, 2)
         for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(ad[kk], dp, kk);
         wg_fence();
 #pragma unroll
-        for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(acc, ad[kk], wg_desc(sK + kk * 2048, 64 * 128, 1024), 1);
+        for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(acc, ad[kk], wg_desc_add(dKn, kk * 2048), 1);
         wg_commit(); /* group: acc += (P dP - P Ds) K */
     }
     wg_wait<0>();

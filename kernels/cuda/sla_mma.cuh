@@ -385,7 +385,11 @@ struct TileSeq {
     const int *list;
     int len, per, base, count;
     __device__ __forceinline__ int size() const { return list ? len * per : count; }
-    __device__ __forceinline__ int tile(int it) const { return list ? list[it / per] * per + it % per : base + it; }
+    /* per is 1 (64-row blocks) or 2: the common case skips the integer division (~25 instructions
+     * in a kernel's main loop) */
+    __device__ __forceinline__ int tile(int it) const {
+        return !list ? base + it : per == 1 ? list[it] : list[it / per] * per + it % per;
+    }
 };
 
 #endif

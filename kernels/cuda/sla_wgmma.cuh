@@ -33,8 +33,15 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t addr, uint32_t lbo, uint32_
     return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo >> 4) & 0x3FFF) << 16) |
            ((uint64_t)((sbo >> 4) & 0x3FFF) << 32) | ((uint64_t)1 << 62);
 }
-/* The same descriptor moved by `bytes` (a multiple of 16; the address field never carries). */
-__device__ __forceinline__ uint64_t wg_desc_add(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
+/* The same descriptor moved by `bytes` (a multiple of 16). The address field (bits 0-13, shared
+ * addresses under 256 KB) never carries, so only the low word changes: one 32-bit add where the
+ * offset is not a constant, none where it is (the kernels build each operand's descriptor once and
+ * move it per k-step and stage instead of rebuilding it from an address, which cost four to five
+ * uniform instructions per wgmma). */
+__device__ __forceinline__ uint64_t wg_desc_add(uint64_t desc, uint32_t bytes) {
+    const uint32_t lo = (uint32_t)desc + (bytes >> 4), hi = (uint32_t)(desc >> 32);
+    return ((uint64_t)hi << 32) | lo;
+}
 
 #ifdef SLA_WGMMA_DEVICE
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }

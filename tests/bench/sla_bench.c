@@ -9,7 +9,9 @@
  * backward) and dense-equivalent TF/s (4 N^2 D B H forward, 2.5x backward).
  * After the timings of each case, one forward and backward run with SLA_CUDA_TIMING set prints the
  * backend's phase breakdown to stderr.
- * Usage: sla-bench [--quick] [--csv FILE]   (--quick: the 480p shape only, fewer runs). */
+ * Usage: sla-bench [--quick] [--csv FILE] [--profile RHO]   (--quick: the 480p shape only, fewer
+ * runs; --profile: nothing timed, two forward + backward calls of the 480p shape at that rho, for
+ * running under ncu or compute-sanitizer). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,12 +116,21 @@ int main(int argc, char **argv) {
     return 77;
 #else
     int quick = 0;
+    double profile_rho = 0.0;
     const char *csv = NULL;
     for (int i = 1; i < argc; i++) {
+        char *end = NULL;
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
-        else {
-            fprintf(stderr, "usage: sla-bench [--quick] [--csv FILE]\n");
+        else if (!strcmp(argv[i], "--profile") && i + 1 < argc) {
+            profile_rho = strtod(argv[++i], &end);
+            if (end == argv[i] || *end || !(profile_rho > 0.0 && profile_rho <= 1.0)) {
+                fprintf(stderr, "sla-bench: --profile takes a rho in (0, 1], got '%s'\n", argv[i]);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "sla-bench: bad argument '%s'\nusage: sla-bench [--quick] [--csv FILE] [--profile RHO in (0, 1]]\n",
+                    argv[i]);
             return 2;
         }
     }
@@ -153,6 +164,18 @@ int main(int argc, char **argv) {
         x.lse = tensor_alloc(DTYPE_F32, DEVICE_CUDA, 3, lsh);
         fill_random(&x.q, 1), fill_random(&x.k, 2), fill_random(&x.v, 3), fill_random(&x.g, 4);
         fill_random(&x.w, 5), fill_random(&x.b, 6);
+        if (profile_rho > 0.0) { /* two untimed forward + backward calls, then stop */
+            x.cfg = sla_config_default();
+            x.cfg.topk = profile_rho;
+            char err[256];
+            CHECK(sla_dims_make(&x.cfg, B, H, N, D, &x.d, NULL, err, sizeof err) == 0, "%s", err);
+            sla_saved_alloc(&x.sv, &x.d, DEVICE_CUDA);
+            for (int r = 0; r < 2; r++) run_once(&x, WHAT_BOTH);
+            CK(cudaDeviceSynchronize());
+            printf("sla-bench --profile %.3f: B%d H%d N%d D%d kappa %d, two forward + backward calls done\n",
+                   profile_rho, B, H, N, D, x.d.kappa);
+            return 0;
+        }
         /* Dense attention through the same flash kernels (the anchor our dense mode is held to). */
         float attn_f = time_median(&x, WHAT_ATTN_FWD, budget), attn_b = time_median(&x, WHAT_ATTN_BWD, budget);
         const double dense = 4.0 * (double)N * N * D * B * H;
