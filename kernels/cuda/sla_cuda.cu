@@ -260,7 +260,8 @@ extern "C" int sla_select_map_cuda(const sla_dims_t *d, const tensor_t *q, const
     bf16 *mk = static_cast<bf16 *>(mask);
     sla_pool_launch(qb, kb, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, w.qbar, w.ksum, fused ? nullptr : w.kbar);
     if (fused) {
-        sla_select_fused_launch(w.qbar, w.ksum, BH, d->N, d->D, d->blk_k, d->Tm, d->Tn, d->kappa, l, m, mk);
+        sla_pool_q_kbar_t_launch(nullptr, w.ksum, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, w.qbar, w.kbar);
+        sla_select_fused_launch(w.qbar, w.kbar, BH, d->D, d->blk_k, d->Tm, d->Tn, d->kappa, l, m, mk);
     } else {
         sla_scores_launch(w.qbar, w.kbar, BH, d->D, d->Tm, d->Tn, w.scores);
         sla_topk_launch(w.scores, BH, d->Tm, d->Tn, d->kappa, 0, 0, l, nullptr, 0, fused == 0);
@@ -297,11 +298,14 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
      * buffer, no rowmap launch below). The forward's map is not written: nothing reads it (the
      * backward rebuilds map from lut). */
     const bool fused_sel = lm.active && sla_select_fused_ok(d->D, d->blk_k, d->Tn, d->kappa, d->n_negl, lut_given);
-    sla_pool_launch(qb, lm.active ? nullptr : kb, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, w.qbar, w.ksum,
-                    fused_sel ? nullptr : w.kbar);
+    if (fused_sel) /* kbarT [BH, D, Tn] in w.kbar */
+        sla_pool_q_kbar_t_launch(qb, w.ksum, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, w.qbar, w.kbar);
+    else
+        sla_pool_launch(qb, lm.active ? nullptr : kb, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, w.qbar, w.ksum,
+                        w.kbar);
     g_timer.mark("pool");
     if (fused_sel) {
-        sla_select_fused_launch(w.qbar, w.ksum, BH, d->N, d->D, d->blk_k, d->Tm, d->Tn, d->kappa, lut, nullptr,
+        sla_select_fused_launch(w.qbar, w.kbar, BH, d->D, d->blk_k, d->Tm, d->Tn, d->kappa, lut, nullptr,
                                 lm.all ? nullptr : w.mask);
         g_timer.mark("select");
     } else {

@@ -107,6 +107,42 @@ template <int D> __device__ __forceinline__ void afrag_unpack(float (&x)[D / 8][
     }
 }
 
+/* phi(Q) H_i / den_i with the per-row factor that cancels left out: x <- phi(x) up to a positive
+ * factor per row (the softmax feature map: its exponentials exp(x - max) without the division by
+ * their sum; elu+1 and relu: phi itself), then x <- x / den with den = x . Z (+ 1e-5 times the
+ * factor when all: the "all" variant's 1e-5 does not scale), and 0 for rows whose den <= 0 (they
+ * send nothing). z(c) gives Z's column c. The same Ol as phi(x) H_i / (phi(x) . Z) up to rounding,
+ * without the softmax's row sum, its 64 divisions per thread and the 64 scalings of the product. */
+template <int NT, typename ZF>
+__device__ __forceinline__ void frag_phi_over_den(float (&x)[NT][4], int feature, ZF z, int all, int t) {
+    float s0 = 1.f, s1 = 1.f; /* phi = x / s */
+    if (feature == 0) {
+        float m0 = -INFINITY, m1 = -INFINITY;
+#pragma unroll
+        for (int n = 0; n < NT; n++) m0 = fmaxf(m0, fmaxf(x[n][0], x[n][1])), m1 = fmaxf(m1, fmaxf(x[n][2], x[n][3]));
+        m0 = quad_max(m0) * SLA_LOG2E, m1 = quad_max(m1) * SLA_LOG2E;
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+            x[n][0] = fast_exp2(fmaf(x[n][0], SLA_LOG2E, -m0)), x[n][1] = fast_exp2(fmaf(x[n][1], SLA_LOG2E, -m0));
+            x[n][2] = fast_exp2(fmaf(x[n][2], SLA_LOG2E, -m1)), x[n][3] = fast_exp2(fmaf(x[n][3], SLA_LOG2E, -m1));
+        }
+        if (all) frag_row_sum<NT>(x, s0, s1);
+    } else {
+        frag_phi<NT>(x, feature);
+    }
+    float d0 = 0.f, d1 = 0.f;
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+        const float z0 = z(n * 8 + 2 * t), z1 = z(n * 8 + 2 * t + 1);
+        d0 = fmaf(x[n][0], z0, fmaf(x[n][1], z1, d0)), d1 = fmaf(x[n][2], z0, fmaf(x[n][3], z1, d1));
+    }
+    d0 = quad_sum(d0), d1 = quad_sum(d1);
+    if (all) d0 = fmaf(1e-5f, s0, d0), d1 = fmaf(1e-5f, s1, d1);
+    const float i0 = d0 > 0.f ? 1.f / d0 : 0.f, i1 = d1 > 0.f ? 1.f / d1 : 0.f;
+#pragma unroll
+    for (int n = 0; n < NT; n++) x[n][0] *= i0, x[n][1] *= i0, x[n][2] *= i1, x[n][3] *= i1;
+}
+
 /* x[., c] += bias[c] over the fragment's columns (t = lane % 4). */
 template <int NT> __device__ __forceinline__ void add_bias(float (&x)[NT][4], const float *bias, int t) {
 #pragma unroll
@@ -406,23 +442,23 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
             store_rows(&tos);
         }
         FWD_PROF(FP_OS);
-        /* phi(Q) from qa, 1 / den from Z_i (in the stage after the item's tiles, with H_i) and phi(Q)
-         * as the A operand of phi(Q) H_i (SLA.md section 3). Computing phi while the last P V runs
+        /* phi(Q) / den from qa and Z_i (in the stage after the item's tiles, with H_i) as the A
+         * operand of Ol = phi(Q) H_i / den (SLA.md section 3). Computing phi while the last P V runs
          * made ptxas serialise every wgmma of the kernel (C7518/C7517): keep it here. */
         const uint32_t sH = sKV + (int)(g0 % WNST) * S::stage;
-        uint32_t pq[D / 16][4]; /* phi(Q), then Ol, as A operands */
-        float d0, d1;
+        uint32_t pq[D / 16][4]; /* phi(Q) / den, then Ol, as A operands */
         {
             float x[ND][4];
             afrag_unpack<D>(x, qa);
-            frag_phi<ND>(x, p.lin_feature);
             mbar_wait(full((int)(g0 % WNST)), (int)((g0 / WNST) & 1));
             const unsigned char *zrow = smem_raw + (sH + 2 * T - smem_u32(smem_raw));
             if (p.lin_ztot)
-                row_inv_den<ND>(x, [&](int c) { return reinterpret_cast<const float *>(zrow)[c]; }, p.lin_all, d0, d1);
+                frag_phi_over_den<ND>(x, p.lin_feature, [&](int c) { return reinterpret_cast<const float *>(zrow)[c]; },
+                                      p.lin_all, t);
             else
-                row_inv_den<ND>(x, [&](int c) { return __bfloat162float(reinterpret_cast<const bf16 *>(zrow)[c]); },
-                                p.lin_all, d0, d1);
+                frag_phi_over_den<ND>(x, p.lin_feature,
+                                      [&](int c) { return __bfloat162float(reinterpret_cast<const bf16 *>(zrow)[c]); },
+                                      p.lin_all, t);
 #pragma unroll
             for (int kk = 0; kk < D / 16; kk++) wg_pack_a<ND>(pq[kk], x, kk);
         }
@@ -436,8 +472,6 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
             wg_pin(acc);
             wg_pin(pq);
             release(0);
-#pragma unroll
-            for (int j = 0; j < ND; j++) acc[j][0] *= d0, acc[j][1] *= d0, acc[j][2] *= d1, acc[j][3] *= d1;
 #pragma unroll
             for (int kk = 0; kk < D / 16; kk++) wg_pack_a<ND>(pq[kk], acc, kk); /* Ol as saved (bf16) */
         }

@@ -143,7 +143,7 @@ void sla_select_launch(const bf16 *q, const bf16 *k, int BH, int N, int D, int b
                        float *kbar, float *scores);
 
 /* The three steps of sla_select_launch. sla_pool_launch with k null pools Q only and takes ksum as
- * already written (lin_state_launch); with kbar null it writes no kbar (sla_select_fused_launch). */
+ * already written (lin_state_launch); with kbar null it writes no kbar. */
 void sla_pool_launch(const bf16 *q, const bf16 *k, int BH, int N, int D, int blk_q, int blk_k, int Tm, int Tn,
                      float *qbar, float *ksum, float *kbar);
 void sla_scores_launch(const float *qbar, const float *kbar, int BH, int D, int Tm, int Tn, float *scores);
@@ -152,14 +152,19 @@ void sla_topk_launch(const float *scores, int BH, int Tm, int Tn, int kappa, int
 
 /* Whether sla_select_fused_launch takes these sizes: no lut given, n_negl == 0, 1 <= kappa <= 64,
  * Tn <= 2048, D a multiple of 32 dividing 1024 and blk_k a power of 2 (and its shared memory,
- * 64 Tn + 72 D + 33 KB, fits). */
+ * 32 (D + Tn) bytes, fits). */
 bool sla_select_fused_ok(int D, int blk_k, int Tn, int kappa, int n_negl, int lut_given);
-/* scores + top-k + rowmap (and kbar's mean, from ksum) in one kernel, from qbar [BH, Tm, D] and
- * ksum [BH, Tn, D]: lut [BH, Tm, kappa] and, when not null, map [BH, Tm, Tn] (1 critical, 0
- * marginal) and mask [BH, Tm, Tn] (bf16 1 marginal, 0 critical), bit-identical to what
- * sla_pool_launch's kmean, sla_scores_launch, sla_topk_launch and sla_rowmap_launch write. */
-void sla_select_fused_launch(const float *qbar, const float *ksum, int BH, int N, int D, int blk_k, int Tm, int Tn,
-                             int kappa, int *lut, uint8_t *map, bf16 *mask);
+/* The fused selection's first step, from ksum [BH, Tn, D] (lin_state_launch or sla_pool_launch):
+ * kbarT [BH, D, Tn] = (ksum_j / count_j - mu)^T (kmean's kbar, transposed) and, when q is not
+ * null, qbar [BH, Tm, D] as sla_pool_launch writes it. */
+void sla_pool_q_kbar_t_launch(const bf16 *q, const float *ksum, int BH, int N, int D, int blk_q, int blk_k, int Tm,
+                              int Tn, float *qbar, float *kbarT);
+/* scores + top-k + rowmap in one kernel, from qbar [BH, Tm, D] and kbarT: lut [BH, Tm, kappa] and,
+ * when not null, map [BH, Tm, Tn] (1 critical, 0 marginal) and mask [BH, Tm, Tn] (bf16 1 marginal,
+ * 0 critical), bit-identical to what sla_pool_launch's kmean, sla_scores_launch, sla_topk_launch
+ * and sla_rowmap_launch write. */
+void sla_select_fused_launch(const float *qbar, const float *kbarT, int BH, int D, int blk_k, int Tm, int Tn, int kappa,
+                             int *lut, uint8_t *map, bf16 *mask);
 
 /* map [BH, Tm, Tn] bytes: 0 marginal, 1 critical, 2 negligible; and, when mask != null, the
  * bf16 0/1 marginal mask [BH, Tm, Tn] (1 where the key block feeds the query block's linear branch). */

@@ -14,10 +14,11 @@
  *                 negligible list, kappa <= 64 and Tn <= 2048: the common case.
  * rowmap_kernel   mark map [Tm, Tn] (0 marginal, 1 critical, 2 negligible) and the linear
  *                 branch's 0/1 marginal mask (bf16, a GEMM operand).
- * select_fused_kernel the common case of kmean + scores + topk_warp + rowmap in one launch, from
- *                 qbar and ksum (the SLA forward with the linear branch on): per CTA 16 query
- *                 blocks of one head; mu in kmean_kernel's order, kbar and the scores in
- *                 kmean/scores_kernel's arithmetic, then warp_topk_row: bit-identical lut, map, mask.
+ * pool_q_kbar_t_kernel + select_fused_kernel  the common case (the SLA forward with the linear
+ *                 branch on, whose state kernel wrote ksum) in two launches: per head mu and kbar
+ *                 (kmean_kernel's arithmetic, stored transposed) beside the Q pooling, then scores +
+ *                 topk_warp + rowmap per 8 query blocks of one head (scores_kernel's arithmetic,
+ *                 warp_topk_row): bit-identical lut, map, mask.
  * col_* kernels   transposed lists: per key block the ascending query blocks whose mark matches. */
 #include <type_traits>
 
@@ -66,14 +67,10 @@ __device__ int block_excl_scan(int *a, int n) {
     return total;
 }
 
-__global__ void __launch_bounds__(256) pool_kernel(const bf16 *q, const bf16 *k, float *qbar, float *ksum, int N, int D,
-                                                   int blk_q, int blk_k, int Tm, int Tn) {
-    __shared__ float part[256 * 8];
-    const int bh = blockIdx.y, tid = threadIdx.x;
-    const bool isq = (int)blockIdx.x < Tm;
-    const int blk = isq ? blockIdx.x : blockIdx.x - Tm, bs = isq ? blk_q : blk_k;
-    const bf16 *x = (isq ? q : k) + (long)bh * N * D;
-    const int r0 = blk * bs, r1 = min(N, r0 + bs);
+/* out [D] = the sum of rows r0 .. r1 - 1 of x [., D] (or their mean when mean), by 256 threads in a
+ * fixed order; part [256 * 8] scratch. */
+__device__ void pool_rows(const bf16 *x, int r0, int r1, int D, float *part, float *out, bool mean) {
+    const int tid = threadIdx.x;
     const int cpr = D / 8, phases = 256 / cpr, c = tid % cpr, ph = tid / cpr;
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     if (ph < phases)
@@ -94,9 +91,19 @@ __global__ void __launch_bounds__(256) pool_kernel(const bf16 *q, const bf16 *k,
     if (tid < D) {
         float s = 0.f;
         for (int p = 0; p < phases; p++) s += part[p * D + tid];
-        if (isq) qbar[((long)bh * Tm + blk) * D + tid] = s / (float)(r1 - r0);
-        else ksum[((long)bh * Tn + blk) * D + tid] = s;
+        out[tid] = mean ? s / (float)(r1 - r0) : s;
     }
+}
+
+__global__ void __launch_bounds__(256) pool_kernel(const bf16 *q, const bf16 *k, float *qbar, float *ksum, int N, int D,
+                                                   int blk_q, int blk_k, int Tm, int Tn) {
+    __shared__ float part[256 * 8];
+    const int bh = blockIdx.y;
+    const bool isq = (int)blockIdx.x < Tm;
+    const int blk = isq ? blockIdx.x : blockIdx.x - Tm, bs = isq ? blk_q : blk_k;
+    const int r0 = blk * bs, r1 = min(N, r0 + bs);
+    pool_rows((isq ? q : k) + (long)bh * N * D, r0, r1, D, part,
+              isq ? qbar + ((long)bh * Tm + blk) * D : ksum + ((long)bh * Tn + blk) * D, isq);
 }
 
 /* mu [D] of one head from its ksum ks [Tn, D] in a fixed order: with G = KMEAN_THREADS / D row
@@ -125,6 +132,46 @@ __device__ void head_mu(const float *ks, float *part, float *mu, int N, int D, i
         mu[d] = t / (float)N;
     }
     __syncthreads();
+}
+
+/* The selection's inputs for select_fused_kernel, after lin_state has written ksum: CTA c <
+ * BH * nkc (nkc = ceil(Tn / KBT_J)) computes mu of head c / nkc (head_mu, every such CTA of the
+ * head the same) and the KBT_J columns j0 = (c % nkc) KBT_J .. of kbarT [D, Tn] = (ksum_j /
+ * count_j - mu)^T, kmean_kernel's values transposed (the scores then read them coalesced, straight
+ * from L2) through a smem tile; with q, CTA BH nkc + e pools query block e % Tm of head e / Tm as
+ * pool_kernel does. The head CTAs come first so that their latency-bound reductions run under the
+ * Q pooling. blk_k a power of 2 (x / blk_k is then the exact product with its inverse). */
+constexpr int KBT_J = 32;
+__global__ void __launch_bounds__(256) pool_q_kbar_t_kernel(const bf16 *q, const float *ksum, float *qbar, float *kbarT,
+                                                            int nhead_ctas, int N, int D, int blk_q, int blk_k, int Tm,
+                                                            int Tn) {
+    __shared__ float part[256 * 8];                /* pool_rows, or head_mu's KMEAN_THREADS then mu */
+    __shared__ float tile[KBT_J][128 + 1];         /* ksum rows j0 .. j0 + KBT_J - 1, 128 columns at a time */
+    const int c = blockIdx.x, tid = threadIdx.x;
+    if (c >= nhead_ctas) {
+        const int e = c - nhead_ctas, bh = e / Tm, blk = e % Tm, r0 = blk * blk_q;
+        pool_rows(q + (long)bh * N * D, r0, min(N, r0 + blk_q), D, part, qbar + ((long)bh * Tm + blk) * D, true);
+        return;
+    }
+    const int nkc = (Tn + KBT_J - 1) / KBT_J, bh = c / nkc, j0 = (c % nkc) * KBT_J;
+    const float *ks = ksum + (long)bh * Tn * D;
+    float *mu = part + KMEAN_THREADS, *kb = kbarT + (long)bh * D * Tn;
+    const float inv = 1.f / (float)blk_k, last = (float)(N - (Tn - 1) * blk_k);
+    for (int d0 = 0; d0 < D; d0 += 128) {
+        const int dc = min(128, D - d0);
+        for (int e = tid; e < KBT_J * dc; e += blockDim.x) { /* coalesced rows (the first chunk's during head_mu) */
+            const int jj = e / dc, j = j0 + jj;
+            tile[jj][e % dc] = j < Tn ? ks[(long)j * D + d0 + e % dc] : 0.f;
+        }
+        if (d0 == 0) head_mu(ks, part, mu, N, D, Tn); /* ends synchronised */
+        else __syncthreads();
+        for (int e = tid; e < KBT_J * dc; e += blockDim.x) {
+            const int jj = e % KBT_J, d = d0 + e / KBT_J, j = j0 + jj;
+            const float x = tile[jj][d - d0]; /* __fmul_rn: never contracted into an fma with the - */
+            if (j < Tn) kb[(long)d * Tn + j] = (j < Tn - 1 ? __fmul_rn(x, inv) : x / last) - mu[d];
+        }
+        __syncthreads(); /* the tile is read before the next chunk overwrites it */
+    }
 }
 
 /* One CTA per head of KMEAN_THREADS threads (head_mu), then kbar by D columns x G row groups. */
@@ -180,7 +227,7 @@ __device__ __forceinline__ unsigned long long rank_key(float s, int j) { return 
 __device__ __forceinline__ int key_j(unsigned long long key) { return (int)(0xFFFFFFFFu - (uint32_t)key); }
 
 /* The kappa largest rank keys of one row by one warp, without a sort. Lane l holds the orders
- * o[s] = rank_ord(score) of blocks j = l + 32 s, s < K (ignored past Tn, which is at most 32 K).
+ * o[s] = rank_ord(score) of blocks j = l + 32 s, s < K (0 past Tn, which is at most 32 K).
  * A radix select finds the kappa-th largest order T in 32 warp counts (redux add); the kept set is
  * every order above T and the lowest-j orders equal to T: the same set as the sort of (score desc,
  * j asc). (Kappa rounds of a warp argmax, the version before, cost about 0.7 us a round.) Writes
@@ -199,12 +246,12 @@ __device__ void warp_topk_row(const uint32_t (&o)[K], int Tn, int kappa, int *lr
         const uint32_t c = T | (1u << bit);
         int n = 0;
 #pragma unroll
-        for (int s = 0; s < K; s++) n += lane + 32 * s < Tn && o[s] >= c;
+        for (int s = 0; s < K; s++) n += o[s] >= c; /* c >= 1: slots past Tn (order 0) never count */
         if ((int)__reduce_add_sync(0xffffffffu, (unsigned)n) >= kappa) T = c;
     }
     int above = 0;
 #pragma unroll
-    for (int s = 0; s < K; s++) above += lane + 32 * s < Tn && o[s] > T;
+    for (int s = 0; s < K; s++) above += o[s] > T;
     const int ties = kappa - (int)__reduce_add_sync(0xffffffffu, (unsigned)above); /* >= 1 */
     unsigned long long tk = 0; /* kept slots */
     int seen = 0;                /* orders == T met so far in j order */
@@ -266,79 +313,56 @@ __global__ void __launch_bounds__(256) topk_warp_kernel(const float *scores, int
     warp_topk_row<K>(o, Tn, kappa, lut + row * kappa, nullptr, nullptr);
 }
 
-/* kmean_kernel + scores_kernel + topk_warp_kernel + rowmap_kernel (n_negl = 0) for SEL_ROWS query
- * blocks i0.. of head bh = blockIdx.y, one warp per query block. Every CTA of a head computes mu
- * (head_mu), then kbar (as kmean_kernel: ksum_j / cnt_j - mu, with the division by blk_k, a power
- * of 2, done as the same exact multiplication; the last, maybe partial, block's kbar is divided
- * once into klast), staged transposed in kT [SEL_DC][SEL_JC + 1] chunks from coalesced ksum rows,
- * and the scores qbar_i . kbar_j (fmaf over d from 0, as scores_kernel): thread (group g, jl)
- * computes rows g * SEL_ROWS / SEL_QG.. for block j0 + jl. The scores are kept as rank_ord in
- * smem; then warp_topk_row<K> per row. map and mask are optional. Dynamic smem (fused_smem): qs
- * [SEL_ROWS][D], mu [D], klast [D], kT, all f32, then ord [SEL_ROWS][Tn] u32 (first part
- * [KMEAN_THREADS] f32 for head_mu). */
-constexpr int SEL_ROWS = 16, SEL_QG = 2, SEL_JC = 32 * SEL_ROWS / SEL_QG, SEL_DC = 32;
+/* scores_kernel + topk_warp_kernel + rowmap_kernel (n_negl = 0) for SEL_ROWS query blocks i0.. of
+ * head bh = blockIdx.y, from qbar and pool_q_kbar_t_kernel's kbarT [BH, D, Tn]. Thread tid scores
+ * key blocks j = tid + SEL_THREADS u against the SEL_ROWS rows (qbar staged in smem, read as
+ * broadcasts; kbar read coalesced from L2, no staging and no barrier in the loop), each score an
+ * fmaf chain over d from 0 as in scores_kernel; the scores are kept as rank_ord in smem; then warp
+ * w runs warp_topk_row<K> for row i0 + w. map and mask are optional. Dynamic smem (fused_smem):
+ * qs [SEL_ROWS][D] f32, ord [SEL_ROWS][Tn] u32. */
+constexpr int SEL_ROWS = 8, SEL_THREADS = 32 * SEL_ROWS;
 template <int K>
-__global__ void __launch_bounds__(32 * SEL_ROWS, K <= 16 ? 2 : 1)
-    select_fused_kernel(const float *qbar, const float *ksum, int N, int D, int blk_k, int Tm, int Tn, int kappa,
-                        int *lut, uint8_t *map, bf16 *mask) {
+__global__ void __launch_bounds__(SEL_THREADS, K <= 16 ? 3 : 1) /* one wave of 3 per SM at 480p */
+    select_fused_kernel(const float *qbar, const float *kbarT, int D, int Tm, int Tn, int kappa, int *lut, uint8_t *map,
+                        bf16 *mask) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    float *qs = reinterpret_cast<float *>(smem_raw), *mu = qs + SEL_ROWS * D, *klast = mu + D, *kT = klast + D;
-    uint32_t *ord = reinterpret_cast<uint32_t *>(kT + SEL_DC * (SEL_JC + 1));
-    const int bh = blockIdx.y, i0 = blockIdx.x * SEL_ROWS, tid = threadIdx.x, nt = blockDim.x;
-    const float *ks = ksum + (long)bh * Tn * D;
-    for (int e = tid; e < SEL_ROWS * D; e += nt) {
-        const int r = e / D;
-        qs[e] = i0 + r < Tm ? qbar[((long)bh * Tm + i0) * D + e] : 0.f;
-    }
-    head_mu(ks, reinterpret_cast<float *>(ord), mu, N, D, Tn);
-    for (int d = tid; d < D; d += nt) klast[d] = ks[(long)(Tn - 1) * D + d] / (float)(N - (Tn - 1) * blk_k) - mu[d];
+    float *qs = reinterpret_cast<float *>(smem_raw);
+    uint32_t *ord = reinterpret_cast<uint32_t *>(qs + SEL_ROWS * D);
+    const int bh = blockIdx.y, i0 = blockIdx.x * SEL_ROWS, tid = threadIdx.x;
+    for (int e = tid; e < SEL_ROWS * D; e += SEL_THREADS)
+        qs[e] = i0 + e / D < Tm ? qbar[((long)bh * Tm + i0) * D + e] : 0.f;
     __syncthreads();
 
-    constexpr int RQ = SEL_ROWS / SEL_QG, KP = SEL_JC + 1; /* kT row pitch: conflict-free both ways */
-    const int jl = tid % SEL_JC, grp = tid / SEL_JC;
-    const float inv = 1.f / (float)blk_k; /* exact */
-    const float4 *qs4 = reinterpret_cast<const float4 *>(qs + grp * RQ * D);
-    const float4 *mu4 = reinterpret_cast<const float4 *>(mu), *kl4 = reinterpret_cast<const float4 *>(klast);
-    for (int j0 = 0; j0 < Tn; j0 += SEL_JC) {
-        float acc[RQ];
+    const float *kb = kbarT + (long)bh * D * Tn;
+    const float4 *qs4 = reinterpret_cast<const float4 *>(qs);
+    for (int j0 = tid; j0 < Tn; j0 += 2 * SEL_THREADS) { /* two key blocks per thread and pass */
+        const int j1 = j0 + SEL_THREADS;
+        const bool two = j1 < Tn;
+        float a0[SEL_ROWS], a1[SEL_ROWS];
 #pragma unroll
-        for (int r = 0; r < RQ; r++) acc[r] = 0.f;
-        for (int d0 = 0; d0 < D; d0 += SEL_DC) {
-            __syncthreads(); /* the previous chunk is consumed */
-            /* kT [dd][jj] = kbar of block j0 + jj at d0 + dd (0 past Tn), from coalesced rows */
-#pragma unroll 4
-            for (int e = tid; e < SEL_JC * SEL_DC / 4; e += nt) {
-                const int jj = e / (SEL_DC / 4), d = d0 + 4 * (e % (SEL_DC / 4)), j = j0 + jj;
-                float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
-                if (j < Tn - 1) {
-                    x = *reinterpret_cast<const float4 *>(ks + (long)j * D + d);
-                    const float4 m = mu4[d / 4]; /* __fmul_rn: never contracted into an fma with the - */
-                    x.x = __fmul_rn(x.x, inv) - m.x, x.y = __fmul_rn(x.y, inv) - m.y;
-                    x.z = __fmul_rn(x.z, inv) - m.z, x.w = __fmul_rn(x.w, inv) - m.w;
-                } else if (j == Tn - 1) {
-                    x = kl4[d / 4];
-                }
-                float *kt = kT + (d - d0) * KP + jj;
-                kt[0] = x.x, kt[KP] = x.y, kt[2 * KP] = x.z, kt[3 * KP] = x.w;
-            }
-            __syncthreads();
+        for (int r = 0; r < SEL_ROWS; r++) a0[r] = a1[r] = 0.f;
 #pragma unroll 1
-            for (int dd = 0; dd < SEL_DC; dd += 4) {
-                const float *kc = kT + dd * KP + jl;
-                const float k0 = kc[0], k1 = kc[KP], k2 = kc[2 * KP], k3 = kc[3 * KP];
+        for (int d = 0; d < D; d += 4) {
+            float k0[4], k1[4];
 #pragma unroll
-                for (int r = 0; r < RQ; r++) {
-                    const float4 q = qs4[r * (D / 4) + (d0 + dd) / 4];
-                    acc[r] = fmaf(q.x, k0, acc[r]);
-                    acc[r] = fmaf(q.y, k1, acc[r]);
-                    acc[r] = fmaf(q.z, k2, acc[r]);
-                    acc[r] = fmaf(q.w, k3, acc[r]);
-                }
+            for (int u = 0; u < 4; u++) {
+                k0[u] = kb[(long)(d + u) * Tn + j0];
+                k1[u] = two ? kb[(long)(d + u) * Tn + j1] : 0.f;
+            }
+#pragma unroll
+            for (int r = 0; r < SEL_ROWS; r++) {
+                const float4 q = qs4[r * (D / 4) + d / 4];
+                a0[r] = fmaf(q.x, k0[0], a0[r]), a1[r] = fmaf(q.x, k1[0], a1[r]);
+                a0[r] = fmaf(q.y, k0[1], a0[r]), a1[r] = fmaf(q.y, k1[1], a1[r]);
+                a0[r] = fmaf(q.z, k0[2], a0[r]), a1[r] = fmaf(q.z, k1[2], a1[r]);
+                a0[r] = fmaf(q.w, k0[3], a0[r]), a1[r] = fmaf(q.w, k1[3], a1[r]);
             }
         }
-        if (j0 + jl < Tn)
 #pragma unroll
-            for (int r = 0; r < RQ; r++) ord[(grp * RQ + r) * Tn + j0 + jl] = rank_ord(acc[r]);
+        for (int r = 0; r < SEL_ROWS; r++) {
+            ord[r * Tn + j0] = rank_ord(a0[r]);
+            if (two) ord[r * Tn + j1] = rank_ord(a1[r]);
+        }
     }
     __syncthreads();
     const int w = tid >> 5, lane = tid & 31;
@@ -350,7 +374,6 @@ __global__ void __launch_bounds__(32 * SEL_ROWS, K <= 16 ? 2 : 1)
     warp_topk_row<K>(o, Tn, kappa, lut + row * kappa, map ? map + row * Tn : nullptr, mask ? mask + row * Tn : nullptr);
 }
 
-/* Dynamic smem: keys [P] u64, crit [Tn] u8, negl [Tn] u8 (padded), scan [max(P, Tn)] int. */
 __global__ void __launch_bounds__(SCAN_THREADS) topk_kernel(const float *scores, int *lut, int lut_given, int *neg,
                                                             int neg_ld, int Tm, int Tn, int P, int kappa, int n_negl) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -527,9 +550,7 @@ void sla_topk_launch(const float *scores, int BH, int Tm, int Tn, int kappa, int
 }
 
 namespace {
-int fused_smem(int D, int Tn) {
-    return (SEL_ROWS * D + 2 * D + SEL_DC * (SEL_JC + 1) + max(SEL_ROWS * Tn, KMEAN_THREADS)) * 4;
-}
+int fused_smem(int D, int Tn) { return (SEL_ROWS * D + SEL_ROWS * Tn) * 4; }
 } // namespace
 
 bool sla_select_fused_ok(int D, int blk_k, int Tn, int kappa, int n_negl, int lut_given) {
@@ -544,8 +565,18 @@ bool sla_select_fused_ok(int D, int blk_k, int Tn, int kappa, int n_negl, int lu
            fused_smem(D, Tn) <= optin;
 }
 
-void sla_select_fused_launch(const float *qbar, const float *ksum, int BH, int N, int D, int blk_k, int Tm, int Tn,
-                             int kappa, int *lut, uint8_t *map, bf16 *mask) {
+void sla_pool_q_kbar_t_launch(const bf16 *q, const float *ksum, int BH, int N, int D, int blk_q, int blk_k, int Tm,
+                              int Tn, float *qbar, float *kbarT) {
+    CHECK(D % 32 == 0 && D <= 256 && KMEAN_THREADS % D == 0 && blk_k > 0 && (blk_k & (blk_k - 1)) == 0,
+          "SLA selection: head dim %d / key block %d not taken by the fused pooling", D, blk_k);
+    const int nhead_ctas = BH * ((Tn + KBT_J - 1) / KBT_J);
+    pool_q_kbar_t_kernel<<<nhead_ctas + (q ? BH * Tm : 0), 256, 0, cuda_stream()>>>(q, ksum, qbar, kbarT, nhead_ctas, N,
+                                                                                    D, blk_q, blk_k, Tm, Tn);
+    CUDA_CHECK_LAUNCH();
+}
+
+void sla_select_fused_launch(const float *qbar, const float *kbarT, int BH, int D, int blk_k, int Tm, int Tn, int kappa,
+                             int *lut, uint8_t *map, bf16 *mask) {
     CHECK(sla_select_fused_ok(D, blk_k, Tn, kappa, 0, 0),
           "SLA selection: the fused kernel does not take D %d, blk_k %d, Tn %d, kappa %d", D, blk_k, Tn, kappa);
     const int smem = fused_smem(D, Tn);
@@ -553,8 +584,8 @@ void sla_select_fused_launch(const float *qbar, const float *ksum, int BH, int N
         constexpr int K = decltype(k)::value;
         static int limit = 0;
         if (smem > 48 * 1024 && smem > limit) sla_smem_limit(select_fused_kernel<K>, smem), limit = smem;
-        select_fused_kernel<K><<<dim3((Tm + SEL_ROWS - 1) / SEL_ROWS, BH), 32 * SEL_ROWS, smem, cuda_stream()>>>(
-            qbar, ksum, N, D, blk_k, Tm, Tn, kappa, lut, map, mask);
+        select_fused_kernel<K><<<dim3((Tm + SEL_ROWS - 1) / SEL_ROWS, BH), SEL_THREADS, smem, cuda_stream()>>>(
+            qbar, kbarT, D, Tm, Tn, kappa, lut, map, mask);
     });
     CUDA_CHECK_LAUNCH();
 }
