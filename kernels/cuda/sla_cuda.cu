@@ -291,12 +291,16 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     const int neg_ld = (int)saved->neg.shape[3];
 
     g_timer.begin("forward");
-    /* The linear branch's key block states first: that pass also sums K for the selection. */
-    if (lm.active) lin_state_launch(kb, vb, w.hs, w.ksum, BH, d->N, d->D, d->blk_k, d->Tn, (int)cfg->feature);
+    /* The linear branch's key block states first: that pass also sums K for the selection and splits
+     * the proj weight (W^T for the flash epilogue's products, W for lin_fwd's). */
+    const bool fused = flash_forward_fuses_linear(d->D, d->blk_q);
+    if (lm.active)
+        lin_state_launch(kb, vb, w.hs, w.ksum, BH, d->N, d->D, d->blk_k, d->Tn, (int)cfg->feature,
+                         static_cast<const float *>(proj_w->data), w.wsplit, fused);
     g_timer.mark("states");
-    /* The common case: mu, scores, top-k and the marginal mask in one kernel (no kbar, no scores
-     * buffer, no rowmap launch below). The forward's map is not written: nothing reads it (the
-     * backward rebuilds map from lut). */
+    /* The common case: the Q pooling with mu and kbar, then scores, top-k and the marginal mask in
+     * one kernel (no scores buffer, no rowmap launch below). The forward's map is not written:
+     * nothing reads it (the backward rebuilds map from lut). */
     const bool fused_sel = lm.active && sla_select_fused_ok(d->D, d->blk_k, d->Tn, d->kappa, d->n_negl, lut_given);
     if (fused_sel) /* kbarT [BH, D, Tn] in w.kbar */
         sla_pool_q_kbar_t_launch(qb, w.ksum, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, w.qbar, w.kbar);
@@ -317,7 +321,6 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
 
     /* The linear branch's states; its output and the proj run in the flash kernel's epilogue when
      * that kernel can (the wgmma forward), else in lin_fwd before it. */
-    const bool fused = flash_forward_fuses_linear(d->D, d->blk_q);
     const long W = (long)d->D * d->D + d->D;
     void *states = lm.active ? saved_states(op, d, saved) : nullptr;
     LinParams lp = lin_params(cfg, d, lm);
@@ -326,10 +329,10 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     lp.ol = static_cast<bf16 *>(saved->ol.data), lp.o = static_cast<bf16 *>(o->data);
     lp.Wsplit = w.wsplit;
     if (lm.active) {
-        lin_w_split_launch(lp.W, w.wsplit, d->D, fused);
-        if (!lm.all && !fused_sel)
+        if (!lm.all && !fused_sel) {
             sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map, w.mask);
-        g_timer.mark(fused_sel ? "w_split" : "rowmap");
+            g_timer.mark("rowmap");
+        }
         lin_query_states(d, lm, w, static_cast<bf16 *>(states), static_cast<float *>(states));
         if (fused && lm.all) f32_to_bf16_launch(lp.tot, w.hs, BH * W); /* the totals as one bf16 state row per head */
     }

@@ -222,6 +222,9 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
     if (tid >= NWG * 128) { /* the producer: one thread issues every copy */
         if constexpr (NWG > 1) wg_regs_dec<PRODUCER_REGS>();
         if (tid == NWG * 128) {
+            /* Q and the state rows are read once: evict first, so that the K/V tiles (every query
+             * block of a head re-reads them) stay in L2; W^T is read by every item: evict last. */
+            const uint64_t once = l2_evict_first(), often = l2_evict_last();
             uint32_t g = 0; /* stages filled so far, over all items */
             for (int item = blockIdx.x, k = 0; item < items; item += gridDim.x, k++) {
                 const int bh = item / nqb, qb = item % nqb, b = k & 1;
@@ -231,8 +234,8 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
                 mbar_expect_tx(qfull(b), S::q);
                 for (int gq = 0; gq < NWG; gq++)
                     for (int sl = 0; sl < D / 64; sl++)
-                        tma_load_3d(sQ + b * S::q + sl * BQ * 128 + gq * 64 * 128, &tq, sl * 64, qb * BQ + gq * 64, bh,
-                                    qfull(b));
+                        tma_load_3d_hint(sQ + b * S::q + sl * BQ * 128 + gq * 64 * 128, &tq, sl * 64, qb * BQ + gq * 64,
+                                         bh, qfull(b), once);
                 for (int i = 0; i < n; i++, g++) {
                     const int st = (int)(g % WNST), row = seq.tile(i) * WKT;
                     if (g >= WNST) mbar_wait(empty(st), (int)((g / WNST - 1) & 1));
@@ -254,8 +257,8 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
                         mbar_expect_tx(full(st), D * D * 2 + zbytes);
                         for (int h = 0; h < D / 64; h++)
                             for (int sl = 0; sl < D / 64; sl++)
-                                tma_load_3d(dst + h * T + sl * WKT * 128, e ? &tw : &th, sl * 64, h * 64, e ? e - 1 : srow,
-                                            full(st));
+                                tma_load_3d_hint(dst + h * T + sl * WKT * 128, e ? &tw : &th, sl * 64, h * 64,
+                                                 e ? e - 1 : srow, full(st), e ? often : once);
                         if (zbytes) {
                             const void *z = p.lin_ztot ? (const void *)(p.lin_ztot + (long)bh * W + D * D)
                                                        : (const void *)(p.lin_rows + (long)srow * W + D * D);
@@ -425,11 +428,13 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
         const uint32_t sOut = sQw + wg * 64 * 128; /* D / 64 boxes of [64, 64], BQ * 128 bytes apart */
         const bool leader = (tid & 127) == 0;
         auto wg_sync = [&]() { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory"); };
-        auto store_rows = [&](const CUtensorMap *m) { /* sOut's rows to the tensor of map m */
+        auto store_rows = [&](const CUtensorMap *m) { /* sOut's rows to the tensor of map m (written once) */
             wg_proxy_fence();
             wg_sync();
             if (leader) {
-                for (int sl = 0; sl < D / 64; sl++) tma_store_3d(m, sOut + sl * BQ * 128, sl * 64, q0 + wg * 64, bh);
+                const uint64_t once = l2_evict_first();
+                for (int sl = 0; sl < D / 64; sl++)
+                    tma_store_3d_hint(m, sOut + sl * BQ * 128, sl * 64, q0 + wg * 64, bh, once);
                 bulk_commit();
             }
         };

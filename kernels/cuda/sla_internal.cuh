@@ -199,9 +199,10 @@ struct LinParams {
  * transposed. */
 void lin_w_split_launch(const float *W, bf16 *wsplit, int D, int transposed);
 /* hs [BH, Tn, W]: per key block [phi(K_j)^T V_j | colsum phi(K_j)] (bf16); with ksum (else null)
- * also ksum [BH, Tn, D], the fp32 sums of K per key block that sla_pool_launch would write. */
+ * also ksum [BH, Tn, D], the fp32 sums of K per key block that sla_pool_launch would write; with
+ * proj_w (else null) also what lin_w_split_launch(proj_w, wsplit, D, w_transposed) writes. */
 void lin_state_launch(const bf16 *k, const bf16 *v, bf16 *hs, float *ksum, int BH, int N, int D, int blk_k, int Tn,
-                      int feature);
+                      int feature, const float *proj_w, bf16 *wsplit, int w_transposed);
 /* out = mask rows (per head: out [Tm, W] = mask [Tm, Tn] rows [Tn, W]) or, transposed,
  * out [Tn, W] = mask^T rows [Tm, W]. cuBLAS, fp32 accumulation, bf16 out. */
 void lin_mask_gemm(const bf16 *rows, const bf16 *mask, bf16 *out, int BH, int Tm, int Tn, long W, int transposed);

@@ -36,13 +36,17 @@
 
 namespace {
 
-/* The proj weight split once per call: wsplit [2, D, D] bf16 = hi, lo of W [out][in] (or of W^T). */
-__global__ void w_split_kernel(const float *W, bf16 *ws, int D, int transposed) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x, n = D * D;
-    if (i >= n) return;
+/* The proj weight split once per call: wsplit [2, D, D] bf16 = hi, lo of W [out][in] (or of W^T);
+ * element i of the D * D. */
+__device__ __forceinline__ void w_split_one(const float *W, bf16 *ws, int D, int transposed, int i) {
+    const int n = D * D;
     float h, l;
     split_bf16(W[transposed ? (i % D) * D + i / D : i], h, l);
     ws[i] = __float2bfloat16_rn(h), ws[n + i] = __float2bfloat16_rn(l);
+}
+__global__ void w_split_kernel(const float *W, bf16 *ws, int D, int transposed) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < D * D) w_split_one(W, ws, D, transposed, i);
 }
 
 template <int D, int BQ>
@@ -108,13 +112,22 @@ __global__ void __launch_bounds__(BQ * 2) lin_fwd_kernel(LinParams p) {
     frag_store_global<NTD>(pr[0], p.o + hoff, D, q0 + w * 16, p.N, lane);
 }
 
+/* lin_state_kernel's side job: the proj weight split (w_split_one) when W is not null, so that the
+ * forward needs no launch for it. */
+struct WSplitArgs {
+    const float *W;
+    bf16 *ws;
+    int D, transposed;
+};
+
 /* Per key block j: the row [phi(K_j)^T V_j | colsum phi(K_j)] (bf16) of hs [BH, Tn, W]. A
- * persistent grid: CTA c takes the blocks c, c + gridDim.x, ... of the BH * Tn in two shared stages,
- * loading the next block while it works on this one. */
+ * persistent grid: CTA c takes the blocks c, c + gridDim.x, ... of the BH * Tn through
+ * STATE_STAGES shared stages, loading two blocks ahead while it works on this one. */
+constexpr int STATE_STAGES = 3; /* key blocks in shared memory: this one and two loading */
 template <int D, int BK>
 __global__ void __launch_bounds__(256, BK == 64 ? 2 : 1) lin_state_kernel(const bf16 *k, const bf16 *v, bf16 *hs,
                                                                            float *ksum, int N, int Tn, int items,
-                                                                           int feature) {
+                                                                           int feature, WSplitArgs wsa) {
     constexpr int LD = D + 8, EPT = D / 4, NW = 8, W = D * D + D, STAGE = 2 * BK * LD;
     using T = DDT<D, NW>;
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -127,15 +140,20 @@ __global__ void __launch_bounds__(256, BK == 64 ? 2 : 1) lin_state_kernel(const 
         load_tile_async<D>(sK, k + hoff, r0, BK, N, tid, 256);
         load_tile_async<D>(sK + BK * LD, v + hoff, r0, BK, N, tid, 256);
     };
-    int it = blockIdx.x, st = 0;
-    if (it < items) load(it, sbase);
-    cp_async_commit();
-    for (; it < items; it += gridDim.x, st ^= 1) {
-        if (it + (int)gridDim.x < items) load(it + gridDim.x, sbase + (st ^ 1) * STAGE);
+    const int G = gridDim.x;
+    for (int s = 0; s < STATE_STAGES - 1; s++) {
+        if ((int)blockIdx.x + s * G < items) load(blockIdx.x + s * G, sbase + s * STAGE);
         cp_async_commit();
-        cp_async_wait<1>();
+    }
+    if (wsa.W)
+        for (int i = blockIdx.x * 256 + tid; i < wsa.D * wsa.D; i += G * 256) w_split_one(wsa.W, wsa.ws, wsa.D, wsa.transposed, i);
+    for (int it = blockIdx.x, n = 0; it < items; it += G, n++) {
+        const int ahead = it + (STATE_STAGES - 1) * G; /* into the stage block it - G used */
+        if (ahead < items) load(ahead, sbase + ((n + STATE_STAGES - 1) % STATE_STAGES) * STAGE);
+        cp_async_commit();
+        cp_async_wait<STATE_STAGES - 1>();
         __syncthreads();
-        bf16 *sK = sbase + st * STAGE, *sV = sK + BK * LD;
+        bf16 *sK = sbase + (n % STATE_STAGES) * STAGE, *sV = sK + BK * LD;
         const long r0 = (long)(it % Tn) * BK;
         if (ksum) { /* the selection's sums of the raw K (rows past N are zero) */
             if (tid < D) {
@@ -201,7 +219,7 @@ __global__ void __launch_bounds__(256, BK == 64 ? 2 : 1) lin_state_kernel(const 
         zero_acc<T::MT, T::NT>(acc);
         warp_gemm<T::MT, T::NT, true, false>(acc, sK + m0, LD, sV + n0, LD, BK, lane);
         dd_store_global<D, NW>(acc, out, sK); /* staged where K and V were (D <= 2 BK rows) */
-        __syncthreads(); /* this stage is free for the load two blocks ahead */
+        __syncthreads(); /* this stage is free for the load STATE_STAGES - 1 blocks ahead */
     }
 }
 
@@ -224,15 +242,17 @@ template <typename K> int resident_grid(K kernel, int threads, int smem, long it
 }
 
 template <int D, int BK>
-void state_launch(const bf16 *k, const bf16 *v, bf16 *hs, float *ksum, int BH, int N, int Tn, int feature) {
-    constexpr int smem = 2 * 2 * BK * (D + 8) * 2; /* two stages of K, V */
+void state_launch(const bf16 *k, const bf16 *v, bf16 *hs, float *ksum, int BH, int N, int Tn, int feature,
+                  WSplitArgs wsa) {
+    constexpr int smem = STATE_STAGES * 2 * BK * (D + 8) * 2; /* stages of K, V */
     static int grid = 0;
     if (!grid) {
         sla_smem_limit(lin_state_kernel<D, BK>, smem);
         grid = resident_grid(lin_state_kernel<D, BK>, 256, smem, 1L << 30);
     }
     const int items = BH * Tn;
-    lin_state_kernel<D, BK><<<items < grid ? items : grid, 256, smem, cuda_stream()>>>(k, v, hs, ksum, N, Tn, items, feature);
+    lin_state_kernel<D, BK><<<items < grid ? items : grid, 256, smem, cuda_stream()>>>(k, v, hs, ksum, N, Tn, items,
+                                                                                       feature, wsa);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -250,12 +270,13 @@ void lin_w_split_launch(const float *W, bf16 *wsplit, int D, int transposed) {
 }
 
 void lin_state_launch(const bf16 *k, const bf16 *v, bf16 *hs, float *ksum, int BH, int N, int D, int blk_k, int Tn,
-                      int feature) {
+                      int feature, const float *proj_w, bf16 *wsplit, int w_transposed) {
     CHECK(blk_k == 64 || blk_k == 128, "SLA linear branch: key block %d (64 or 128)", blk_k);
-    if (D == 128 && blk_k == 64) state_launch<128, 64>(k, v, hs, ksum, BH, N, Tn, feature);
-    else if (D == 128) state_launch<128, 128>(k, v, hs, ksum, BH, N, Tn, feature);
-    else if (D == 64 && blk_k == 64) state_launch<64, 64>(k, v, hs, ksum, BH, N, Tn, feature);
-    else if (D == 64) state_launch<64, 128>(k, v, hs, ksum, BH, N, Tn, feature);
+    const WSplitArgs wsa = {proj_w, wsplit, D, w_transposed};
+    if (D == 128 && blk_k == 64) state_launch<128, 64>(k, v, hs, ksum, BH, N, Tn, feature, wsa);
+    else if (D == 128) state_launch<128, 128>(k, v, hs, ksum, BH, N, Tn, feature, wsa);
+    else if (D == 64 && blk_k == 64) state_launch<64, 64>(k, v, hs, ksum, BH, N, Tn, feature, wsa);
+    else if (D == 64) state_launch<64, 128>(k, v, hs, ksum, BH, N, Tn, feature, wsa);
     else CHECK(0, "SLA linear branch: unsupported head dim %d", D);
 }
 

@@ -113,6 +113,26 @@ __device__ __forceinline__ void tma_load_3d(uint32_t dst, const void *map, int c
                  "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
                  : "memory");
 }
+/* An L2 cache policy for the copies below: evict_first for data read or written once (streamed
+ * through, so that it does not push out what other CTAs re-read), evict_last for data every CTA
+ * re-reads. */
+__device__ __forceinline__ uint64_t l2_evict_first() {
+    uint64_t p;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
+    return p;
+}
+__device__ __forceinline__ uint64_t l2_evict_last() {
+    uint64_t p;
+    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(p));
+    return p;
+}
+/* tma_load_3d with an L2 cache policy. */
+__device__ __forceinline__ void tma_load_3d_hint(uint32_t dst, const void *map, int c0, int c1, int c2, uint32_t bar,
+                                                 uint64_t policy) {
+    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1, {%2, %3, %4}], [%5], %6;\n" ::"r"(dst),
+                 "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(bar), "l"(policy)
+                 : "memory");
+}
 /* `bytes` (a multiple of 16) contiguous bytes from global src into shared dst, completing on bar. */
 __device__ __forceinline__ void bulk_load(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar) {
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
@@ -124,6 +144,12 @@ __device__ __forceinline__ void bulk_load(uint32_t dst, const void *src, uint32_
 __device__ __forceinline__ void tma_store_3d(const void *map, uint32_t src, int c0, int c1, int c2) {
     asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(map),
                  "r"(src), "r"(c0), "r"(c1), "r"(c2)
+                 : "memory");
+}
+/* tma_store_3d with an L2 cache policy. */
+__device__ __forceinline__ void tma_store_3d_hint(const void *map, uint32_t src, int c0, int c1, int c2, uint64_t policy) {
+    asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group.L2::cache_hint [%0, {%2, %3, %4}], [%1], %5;\n" ::"l"(map),
+                 "r"(src), "r"(c0), "r"(c1), "r"(c2), "l"(policy)
                  : "memory");
 }
 __device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
@@ -147,6 +173,10 @@ __device__ __forceinline__ void mbar_wait(uint32_t, int) {}
 __device__ __forceinline__ void tma_load_3d(uint32_t, const void *, int, int, int, uint32_t) {}
 __device__ __forceinline__ void bulk_load(uint32_t, const void *, uint32_t, uint32_t) {}
 __device__ __forceinline__ void tma_store_3d(const void *, uint32_t, int, int, int) {}
+__device__ __forceinline__ uint64_t l2_evict_first() { return 0; }
+__device__ __forceinline__ uint64_t l2_evict_last() { return 0; }
+__device__ __forceinline__ void tma_load_3d_hint(uint32_t, const void *, int, int, int, uint32_t, uint64_t) {}
+__device__ __forceinline__ void tma_store_3d_hint(const void *, uint32_t, int, int, int, uint64_t) {}
 __device__ __forceinline__ void bulk_commit() {}
 __device__ __forceinline__ void bulk_wait_read() {}
 __device__ __forceinline__ void bulk_wait() {}
