@@ -455,13 +455,36 @@ __global__ void __launch_bounds__(256) rowmap_kernel(const int *lut, const int *
 
 __device__ __forceinline__ bool map_pred(uint8_t m, int pred) { return pred == 0 ? m == 1 : pred == 1 ? m != 0 : m == 0; }
 
-__global__ void col_count_kernel(const uint8_t *map, int Tm, int Tn, int pred, int *cnt) {
-    const int bh = blockIdx.y, j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= Tn) return;
-    const uint8_t *m = map + (long)bh * Tm * Tn + j;
+/* The transposed lists of a slab of 32 key blocks (lane l: block j = 32 blockIdx.x + l) of head
+ * blockIdx.y, with the query blocks split over COL_WARPS warps (warp w: rows w R .. w R + R - 1),
+ * so that each thread scans Tm / COL_WARPS map bytes, not Tm. part[w][l]: matches of warp w's rows
+ * in column j; returned with the row range. */
+constexpr int COL_WARPS = 8;
+__device__ __forceinline__ void col_slab_counts(const uint8_t *map, int Tm, int Tn, int pred, int (&part)[COL_WARPS][32],
+                                                int &i0, int &i1) {
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, j = blockIdx.x * 32 + lane;
+    const int R = (Tm + COL_WARPS - 1) / COL_WARPS;
+    i0 = min(Tm, w * R), i1 = min(Tm, i0 + R);
     int c = 0;
-    for (int i = 0; i < Tm; i++) c += map_pred(m[(long)i * Tn], pred);
-    cnt[(long)bh * Tn + j] = c;
+    if (j < Tn) {
+        const uint8_t *m = map + (long)blockIdx.y * Tm * Tn + j;
+#pragma unroll 8
+        for (int i = i0; i < i1; i++) c += map_pred(m[(long)i * Tn], pred);
+    }
+    part[w][lane] = c;
+    __syncthreads();
+}
+
+__global__ void __launch_bounds__(32 * COL_WARPS) col_count_kernel(const uint8_t *map, int Tm, int Tn, int pred, int *cnt) {
+    __shared__ int part[COL_WARPS][32];
+    int i0, i1;
+    col_slab_counts(map, Tm, Tn, pred, part, i0, i1);
+    const int lane = threadIdx.x & 31, j = blockIdx.x * 32 + lane;
+    if (threadIdx.x < 32 && j < Tn) {
+        int c = 0;
+        for (int w = 0; w < COL_WARPS; w++) c += part[w][lane];
+        cnt[(long)blockIdx.y * Tn + j] = c;
+    }
 }
 
 /* Dynamic smem: [Tn] int. */
@@ -476,14 +499,19 @@ __global__ void __launch_bounds__(SCAN_THREADS) col_offsets_kernel(const int *cn
     if (threadIdx.x == 0) off[(long)bh * (Tn + 1) + Tn] = T;
 }
 
-__global__ void col_fill_kernel(const uint8_t *map, int Tm, int Tn, int pred, const int *off, int *ent,
-                                long ent_stride) {
-    const int bh = blockIdx.y, j = blockIdx.x * blockDim.x + threadIdx.x;
+/* Each warp writes its rows' matches after those of the warps before it: ascending query blocks. */
+__global__ void __launch_bounds__(32 * COL_WARPS) col_fill_kernel(const uint8_t *map, int Tm, int Tn, int pred,
+                                                                  const int *off, int *ent, long ent_stride) {
+    __shared__ int part[COL_WARPS][32];
+    int i0, i1;
+    col_slab_counts(map, Tm, Tn, pred, part, i0, i1);
+    const int bh = blockIdx.y, lane = threadIdx.x & 31, w = threadIdx.x >> 5, j = blockIdx.x * 32 + lane;
     if (j >= Tn) return;
+    int pos = off[(long)bh * (Tn + 1) + j];
+    for (int k = 0; k < w; k++) pos += part[k][lane];
     const uint8_t *m = map + (long)bh * Tm * Tn + j;
     int *e = ent + bh * ent_stride;
-    int pos = off[(long)bh * (Tn + 1) + j];
-    for (int i = 0; i < Tm; i++)
+    for (int i = i0; i < i1; i++)
         if (map_pred(m[(long)i * Tn], pred)) e[pos++] = i;
 }
 
@@ -608,12 +636,12 @@ void sla_rowmap_launch(const int *lut, const int *neg, int neg_ld, int BH, int T
 void sla_collist_launch(const uint8_t *map, int BH, int Tm, int Tn, int pred, int *cnt, int *off, int *ent,
                         long ent_stride) {
     cudaStream_t st = cuda_stream();
-    dim3 grid((Tn + 127) / 128, BH);
-    col_count_kernel<<<grid, 128, 0, st>>>(map, Tm, Tn, pred, cnt);
+    dim3 grid((Tn + 31) / 32, BH);
+    col_count_kernel<<<grid, 32 * COL_WARPS, 0, st>>>(map, Tm, Tn, pred, cnt);
     CUDA_CHECK_LAUNCH();
     col_offsets_kernel<<<BH, SCAN_THREADS, ((Tn + 3) / 4 + 1) * 16, st>>>(cnt, Tn, off);
     CUDA_CHECK_LAUNCH();
-    col_fill_kernel<<<grid, 128, 0, st>>>(map, Tm, Tn, pred, off, ent, ent_stride);
+    col_fill_kernel<<<grid, 32 * COL_WARPS, 0, st>>>(map, Tm, Tn, pred, off, ent, ent_stride);
     CUDA_CHECK_LAUNCH();
 }
 
