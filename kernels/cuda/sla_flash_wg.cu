@@ -57,8 +57,7 @@ template <int D, int NWG> struct WgFwdSmem {
      * bytes apart) and, after the two tiles, the Z_i row (at most D fp32). */
     static constexpr int stage = 2 * tile + 1024;
     static constexpr int bars = 2 * q + WNST * stage; /* full[WNST], empty[WNST], qfull[2], qempty[2] */
-    static constexpr int kvrow = bars + 8 * (2 * WNST + 4); /* int[WNST]: the first key row of each stage's tiles */
-    static constexpr int total = kvrow + 4 * WNST + 1024;  /* + slack for 1024-byte alignment */
+    static constexpr int total = bars + 8 * (2 * WNST + 4) + 1024; /* + slack for 1024-byte alignment */
 };
 
 /* Shared address of (row r0 + lane / 4, columns 8 j + 2 (lane % 4), + 1) of a [ROWS, D] bf16 tile in
@@ -206,7 +205,6 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
     constexpr int BQ = S::BQ, ND = D / 8, T = S::tile, W = D * D + D;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const uint32_t sQ = (smem_u32(smem_raw) + 1023u) & ~1023u, sKV = sQ + 2 * S::q, sBar = sQ + S::bars;
-    const uint32_t sKvRow = sQ + S::kvrow;
     auto full = [&](int st) { return sBar + 8 * st; };
     auto empty = [&](int st) { return sBar + 8 * (WNST + st); };
     auto qfull = [&](int b) { return sBar + 8 * (2 * WNST + b); };
@@ -239,8 +237,6 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
                 for (int i = 0; i < n; i++, g++) {
                     const int st = (int)(g % WNST), row = seq.tile(i) * WKT;
                     if (g >= WNST) mbar_wait(empty(st), (int)((g / WNST - 1) & 1));
-                    /* the consumers read it after the full barrier (release by this arrival) */
-                    asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sKvRow + 4 * st), "r"(row) : "memory");
                     mbar_expect_tx(full(st), 2 * T);
                     for (int sl = 0; sl < D / 64; sl++) {
                         tma_load_3d(sKV + st * S::stage + sl * WKT * 128, &tk, sl * 64, row, bh, full(st));
@@ -319,12 +315,16 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
             for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(o, pa[kk], wg_desc_add(dv, kk * 2048), 1);
             wg_commit();
         };
+        /* The first key rows of tiles it and it + 1: the lut entry of a tile is loaded an iteration
+         * before its softmax needs it (a lut load and integer division on the critical path cost
+         * ~45 instructions and a stall per tile). next_row(it) after softmax(it). */
+        int krow = n > 0 ? seq.tile(0) * WKT : 0, krow_next = n > 1 ? seq.tile(1) * WKT : 0;
+        auto next_row = [&](int it) { krow = krow_next, krow_next = it + 2 < n ? seq.tile(it + 2) * WKT : 0; };
         /* s <- exp2(scale s - m) with the running max m (moved lazily, MAX_SLACK) and sum updated;
-         * c: the old terms' factor. Keys past Nk are masked only in a partial tile (its first key row
-         * is in the stage's kvrow slot); the scale is folded into the exponent. */
-        auto softmax = [&](int it, float &c0, float &c1) {
-            int k0;
-            asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(k0) : "r"(sKvRow + 4 * stage_of(it)) : "memory");
+         * c: the old terms' factor. Keys past Nk are masked only in a partial tile (krow: its first
+         * key row); the scale is folded into the exponent. */
+        auto softmax = [&](float &c0, float &c1) {
+            const int k0 = krow;
             if (k0 + WKT > p.Nk) {
 #pragma unroll
                 for (int j = 0; j < 8; j++)
@@ -357,7 +357,8 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
             stage_and_issue_s(0);
             wg_wait<0>();
             wg_pin(s);
-            softmax(0, c0, c1);
+            softmax(c0, c1);
+            next_row(0);
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(pa[kk], s, kk);
         }
@@ -373,7 +374,8 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
             issue_pv(it - 1);
             wg_wait<1>(); /* S_it is in s; P_{it-1} V_{it-1} may still run */
             wg_pin(s);
-            softmax(it, c0, c1);
+            softmax(c0, c1);
+            next_row(it);
             wg_wait<0>();
             wg_pin(o);
             wg_pin(pa);
