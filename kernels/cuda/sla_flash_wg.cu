@@ -162,6 +162,23 @@ __device__ __forceinline__ void wg_mul_dd(float (&acc)[D / 8][4], const uint32_t
         wgmma_rs_t<D / 8>(acc, a[kk], wg_desc_add(dm, (kk >> 2) * (WKT * D * 2) + (kk & 3) * 2048), accumulate || kk > 0);
 }
 
+/* The position in a query block's tile sequence of the tile holding keys past Nk (the partial last
+ * key tile), or -1: a warp-wide scan of the lut row (any order) once per query block, so that the
+ * softmax checks one integer per tile instead of loading the tile's lut entry (a lut load and an
+ * integer division on the critical path cost ~45 instructions and a stall per tile). */
+__device__ __forceinline__ int partial_tile_pos(const TileSeq &seq, int Nk, int lane) {
+    if (Nk % WKT == 0) return -1;
+    const int pt = (Nk - 1) / WKT; /* the partial tile's index */
+    if (!seq.list) return pt >= seq.base && pt < seq.base + seq.count ? pt - seq.base : -1;
+    const int blk = pt / seq.per, sub = pt % seq.per;
+    for (int e0 = 0; e0 < seq.len; e0 += 32) {
+        const int e = e0 + lane;
+        const unsigned hit = __ballot_sync(0xffffffffu, e < seq.len && seq.list[e] == blk);
+        if (hit) return (e0 + __ffs(hit) - 1) * seq.per + sub;
+    }
+    return -1;
+}
+
 /* The running maximum of a softmax row moves only when a tile's maximum exceeds it by more than
  * this (log2 units): P = exp2(s - m) then stays below 2^8 (exact in bf16's exponent range, l and O
  * in fp32), and the O rescale, 64 multiplications per thread, drops from most tiles (73% of the
@@ -285,6 +302,7 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
         for (int j = 0; j < ND; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
         const int wrow = wg * 64 + w * 16; /* this warp's first row in the query block */
         uint32_t qa[D / 16][4];          /* its Q rows as the A operand of S = Q K^T */
+        const int pit = partial_tile_pos(seq, p.Nk, lane); /* its lut loads overlap the wait for Q */
         mbar_wait(qfull(b), (k >> 1) & 1);
         afrag_swap_sw128<D, BQ>(qa, sQ + b * S::q, wrow, lane, false);
         __syncwarp();
@@ -315,17 +333,12 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
             for (int kk = 0; kk < 4; kk++) wgmma_rs_t<ND>(o, pa[kk], wg_desc_add(dv, kk * 2048), 1);
             wg_commit();
         };
-        /* The first key rows of tiles it and it + 1: the lut entry of a tile is loaded an iteration
-         * before its softmax needs it (a lut load and integer division on the critical path cost
-         * ~45 instructions and a stall per tile). next_row(it) after softmax(it). */
-        int krow = n > 0 ? seq.tile(0) * WKT : 0, krow_next = n > 1 ? seq.tile(1) * WKT : 0;
-        auto next_row = [&](int it) { krow = krow_next, krow_next = it + 2 < n ? seq.tile(it + 2) * WKT : 0; };
         /* s <- exp2(scale s - m) with the running max m (moved lazily, MAX_SLACK) and sum updated;
-         * c: the old terms' factor. Keys past Nk are masked only in a partial tile (krow: its first
-         * key row); the scale is folded into the exponent. */
-        auto softmax = [&](float &c0, float &c1) {
-            const int k0 = krow;
-            if (k0 + WKT > p.Nk) {
+         * c: the old terms' factor. Keys past Nk are masked only in the partial tile (it == pit);
+         * the scale is folded into the exponent. */
+        auto softmax = [&](int it, float &c0, float &c1) {
+            if (it == pit) {
+                const int k0 = seq.tile(it) * WKT;
 #pragma unroll
                 for (int j = 0; j < 8; j++)
 #pragma unroll
@@ -357,8 +370,7 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
             stage_and_issue_s(0);
             wg_wait<0>();
             wg_pin(s);
-            softmax(c0, c1);
-            next_row(0);
+            softmax(0, c0, c1);
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) wg_pack_a<8>(pa[kk], s, kk);
         }
@@ -374,8 +386,7 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
             issue_pv(it - 1);
             wg_wait<1>(); /* S_it is in s; P_{it-1} V_{it-1} may still run */
             wg_pin(s);
-            softmax(c0, c1);
-            next_row(it);
+            softmax(it, c0, c1);
             wg_wait<0>();
             wg_pin(o);
             wg_pin(pa);
