@@ -162,19 +162,25 @@ __device__ __forceinline__ void wg_mul_dd(float (&acc)[D / 8][4], const uint32_t
         wgmma_rs_t<D / 8>(acc, a[kk], wg_desc_add(dm, (kk >> 2) * (WKT * D * 2) + (kk & 3) * 2048), accumulate || kk > 0);
 }
 
-/* The position in a query block's tile sequence of the tile holding keys past Nk (the partial last
- * key tile), or -1: a warp-wide scan of the lut row (any order) once per query block, so that the
- * softmax checks one integer per tile instead of loading the tile's lut entry (a lut load and an
- * integer division on the critical path cost ~45 instructions and a stall per tile). */
-__device__ __forceinline__ int partial_tile_pos(const TileSeq &seq, int Nk, int lane) {
-    if (Nk % WKT == 0) return -1;
-    const int pt = (Nk - 1) / WKT; /* the partial tile's index */
-    if (!seq.list) return pt >= seq.base && pt < seq.base + seq.count ? pt - seq.base : -1;
-    const int blk = pt / seq.per, sub = pt % seq.per;
+/* The tiles of a query block's sequence that hold keys past Nk are positions pit .. pit + span - 1
+ * (pit -1: none): the partial last tile and, with key blocks of per > 1 tiles, the rest of its block
+ * (wholly past Nk). Found once per query block by a warp-wide scan of the lut row (any order), so
+ * that the softmax compares integers per tile instead of loading the tile's lut entry (a lut load
+ * and an integer division on the critical path cost ~45 instructions and a stall per tile). */
+__device__ __forceinline__ int tiles_past_nk(const TileSeq &seq, int Nk, int lane, int &span) {
+    span = 0;
+    const int pt = (Nk + WKT - 1) / WKT - 1; /* the last tile holding a key below Nk */
+    if (!seq.list) { /* tiles base .. base + count - 1 */
+        const int first = max(pt + (Nk % WKT ? 0 : 1), seq.base), end = seq.base + seq.count;
+        span = max(0, end - first);
+        return span ? first - seq.base : -1;
+    }
+    const int blk = pt / seq.per, sub = pt % seq.per + (Nk % WKT ? 0 : 1); /* first tile past-Nk in blk */
+    if (sub >= seq.per) return -1;
     for (int e0 = 0; e0 < seq.len; e0 += 32) {
         const int e = e0 + lane;
         const unsigned hit = __ballot_sync(0xffffffffu, e < seq.len && seq.list[e] == blk);
-        if (hit) return (e0 + __ffs(hit) - 1) * seq.per + sub;
+        if (hit) return span = seq.per - sub, (e0 + __ffs(hit) - 1) * seq.per + sub;
     }
     return -1;
 }
@@ -302,7 +308,8 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
         for (int j = 0; j < ND; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
         const int wrow = wg * 64 + w * 16; /* this warp's first row in the query block */
         uint32_t qa[D / 16][4];          /* its Q rows as the A operand of S = Q K^T */
-        const int pit = partial_tile_pos(seq, p.Nk, lane); /* its lut loads overlap the wait for Q */
+        int pspan;
+        const int pit = tiles_past_nk(seq, p.Nk, lane, pspan); /* its lut loads overlap the wait for Q */
         mbar_wait(qfull(b), (k >> 1) & 1);
         afrag_swap_sw128<D, BQ>(qa, sQ + b * S::q, wrow, lane, false);
         __syncwarp();
@@ -334,10 +341,10 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
             wg_commit();
         };
         /* s <- exp2(scale s - m) with the running max m (moved lazily, MAX_SLACK) and sum updated;
-         * c: the old terms' factor. Keys past Nk are masked only in the partial tile (it == pit);
-         * the scale is folded into the exponent. */
+         * c: the old terms' factor. Keys past Nk are masked only in the tiles that hold some
+         * (tiles_past_nk); the scale is folded into the exponent. */
         auto softmax = [&](int it, float &c0, float &c1) {
-            if (it == pit) {
+            if ((unsigned)(it - pit) < (unsigned)pspan) {
                 const int k0 = seq.tile(it) * WKT;
 #pragma unroll
                 for (int j = 0; j < 8; j++)
