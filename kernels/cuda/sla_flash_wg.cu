@@ -36,6 +36,7 @@
 #include <stdlib.h>
 
 #include "sla_internal.cuh"
+#include "sla_tiles.cuh"
 #include "sla_wgmma.cuh"
 
 namespace {
@@ -162,27 +163,20 @@ __device__ __forceinline__ void wg_mul_dd(float (&acc)[D / 8][4], const uint32_t
         wgmma_rs_t<D / 8>(acc, a[kk], wg_desc_add(dm, (kk >> 2) * (WKT * D * 2) + (kk & 3) * 2048), accumulate || kk > 0);
 }
 
-/* The tiles of a query block's sequence that hold keys past Nk are positions pit .. pit + span - 1
- * (pit -1: none): the partial last tile and, with key blocks of per > 1 tiles, the rest of its block
- * (wholly past Nk). Found once per query block by a warp-wide scan of the lut row (any order), so
- * that the softmax compares integers per tile instead of loading the tile's lut entry (a lut load
- * and an integer division on the critical path cost ~45 instructions and a stall per tile). */
-__device__ __forceinline__ int tiles_past_nk(const TileSeq &seq, int Nk, int lane, int &span) {
-    span = 0;
-    const int pt = (Nk + WKT - 1) / WKT - 1; /* the last tile holding a key below Nk */
-    if (!seq.list) { /* tiles base .. base + count - 1 */
-        const int first = max(pt + (Nk % WKT ? 0 : 1), seq.base), end = seq.base + seq.count;
-        span = max(0, end - first);
-        return span ? first - seq.base : -1;
-    }
-    const int blk = pt / seq.per, sub = pt % seq.per + (Nk % WKT ? 0 : 1); /* first tile past-Nk in blk */
-    if (sub >= seq.per) return -1;
-    for (int e0 = 0; e0 < seq.len; e0 += 32) {
-        const int e = e0 + lane;
-        const unsigned hit = __ballot_sync(0xffffffffu, e < seq.len && seq.list[e] == blk);
-        if (hit) return span = seq.per - sub, (e0 + __ffs(hit) - 1) * seq.per + sub;
-    }
-    return -1;
+/* tiles_past_nk (sla_tiles.cuh) of a query block's tile sequence, the lut row scanned by the warp
+ * (a ballot per 32 entries) once per query block, so that the softmax compares integers per tile
+ * instead of loading the tile's lut entry (a lut load and an integer division on the critical path
+ * cost ~45 instructions and a stall per tile). */
+__device__ __forceinline__ int seq_tiles_past_nk(const TileSeq &seq, int Nk, int lane, int &span) {
+    auto find = [&](int blk) {
+        for (int e0 = 0; e0 < seq.len; e0 += 32) {
+            const int e = e0 + lane;
+            const unsigned hit = __ballot_sync(0xffffffffu, e < seq.len && seq.list[e] == blk);
+            if (hit) return e0 + __ffs(hit) - 1;
+        }
+        return -1;
+    };
+    return tiles_past_nk(seq.list, seq.per, seq.base, seq.count, Nk, find, span);
 }
 
 /* The running maximum of a softmax row moves only when a tile's maximum exceeds it by more than
@@ -309,7 +303,7 @@ __global__ void __launch_bounds__(NWG * 128 + WG_PRODUCER_THREADS<NWG>, 1)
         const int wrow = wg * 64 + w * 16; /* this warp's first row in the query block */
         uint32_t qa[D / 16][4];          /* its Q rows as the A operand of S = Q K^T */
         int pspan;
-        const int pit = tiles_past_nk(seq, p.Nk, lane, pspan); /* its lut loads overlap the wait for Q */
+        const int pit = seq_tiles_past_nk(seq, p.Nk, lane, pspan); /* its lut loads overlap the wait for Q */
         mbar_wait(qfull(b), (k >> 1) & 1);
         afrag_swap_sw128<D, BQ>(qa, sQ + b * S::q, wrow, lane, false);
         __syncwarp();
