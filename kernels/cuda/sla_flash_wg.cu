@@ -15,10 +15,13 @@
  *                warpgroup: S_it = Q K_it^T is issued (Q in registers, loaded once per query block:
  *                shared memory then feeds only K and V), then O += P_{it-1} V_{it-1} (P in registers),
  *                and the online softmax of S_it runs on the CUDA cores while the tensor cores do
- *                the P V product; O is rescaled once that product is done. Writes o (or o += Os
- *                when add), os and lse (natural log) exactly as flash_fwd_kernel does; keys past Nk
- *                get -inf (zero-filled tiles), query rows past Nq are computed on zeros and not
- *                stored. Deterministic: a fixed order of operations, no atomics.
+ *                the P V product; O is rescaled once that product is done, and only when a row's
+ *                maximum moved (MAX_SLACK). Writes o (or o += Os when add), os and lse (natural
+ *                log) as flash_fwd_kernel does; keys past Nk get -inf (the tiles holding them are
+ *                found once per query block: sla_tiles.cuh), query rows past Nq are computed on
+ *                zeros and not stored. Deterministic: a fixed order of operations, no atomics.
+ *                Q, the state rows and the outputs stream through L2 with an evict-first policy,
+ *                so that the K/V tiles every query block of a head re-reads stay there.
  *                With p.lin (SLA's forward) the epilogue also does the linear branch and the proj
  *                (FlashParams): after a query block's K/V tiles the producer loads three more
  *                stages, the block's state H_i with Z_i and the proj's W^T hi and lo, and each

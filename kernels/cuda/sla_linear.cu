@@ -17,7 +17,7 @@
  *
  * lin_state_kernel  per key block: hs_j (bf16 row of W) and, when asked, the selection's key block
  *                   sum ksum_j of the raw K (so the pooling pass need not read K again);
- *                   persistent, two stages.
+ *                   persistent, three stages; the forward's proj weight split rides along.
  * lin_fwd_kernel    per query block: Ol = phi(Q) H_i / den (0 where den <= 0 or the block has no
  *                   linear key block); ol = Ol; o = Ol W^T + b (the sparse kernel adds Os after).
  * lin_bwdq_kernel   per query block: dOl = dout W, Dl = dOl . Ol, Q^ = phi(Q) / den,
@@ -28,8 +28,8 @@
  *                   lin_reduce_kernel sums the chunks in a fixed order.
  *
  * Latency: every kernel issues all its tile, state and W loads as cp.async at once (no load loop
- * waits on a round trip per iteration); lin_state is a persistent grid that loads the next key
- * block while it works on this one. */
+ * waits on a round trip per iteration); lin_state is a persistent grid that loads the next two key
+ * blocks while it works on this one. */
 #include <cublas_v2.h>
 
 #include "sla_linear.cuh"
