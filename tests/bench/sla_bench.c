@@ -62,6 +62,11 @@ static void run_once(bench_t *x, what_t what) {
     }
 }
 
+static void bench_free(bench_t *x) {
+    tensor_t *all[] = {&x->q, &x->k, &x->v, &x->g, &x->o, &x->dq, &x->dk, &x->dv, &x->w, &x->b, &x->dw, &x->db, &x->lse};
+    for (unsigned i = 0; i < sizeof all / sizeof all[0]; i++) tensor_free(all[i]);
+}
+
 /* Median milliseconds of `what` over adaptive repetitions (about `budget_ms` in total). */
 static float time_median(bench_t *x, what_t what, float budget_ms) {
     cudaEvent_t e0, e1;
@@ -174,6 +179,8 @@ int main(int argc, char **argv) {
             CK(cudaDeviceSynchronize());
             printf("sla-bench --profile %.3f: B%d H%d N%d D%d kappa %d, two forward + backward calls done\n",
                    profile_rho, B, H, N, D, x.d.kappa);
+            sla_saved_free(&x.sv);
+            bench_free(&x);
             return 0;
         }
         /* Dense attention through the same flash kernels (the anchor our dense mode is held to). */
@@ -214,8 +221,7 @@ int main(int argc, char **argv) {
         }
         snprintf(lines[nl++], sizeof lines[0], "| %2d | %2d | %5d | %3d | dense attn | | | %8.3f | %8.3f | %8.3f | %4.0f | %4.0f |",
                  B, H, N, D, attn_f, attn_b, attn_f + attn_b, dense / attn_f * 1e-9, 2.5 * dense / attn_b * 1e-9);
-        tensor_t *all[] = {&x.q, &x.k, &x.v, &x.g, &x.o, &x.dq, &x.dk, &x.dv, &x.w, &x.b, &x.dw, &x.db, &x.lse};
-        for (unsigned i = 0; i < sizeof all / sizeof all[0]; i++) tensor_free(all[i]);
+        bench_free(&x);
     }
     if (fc) fclose(fc);
     printf("\n| B | H | N | D | rho | kappa | map ms | fwd ms | bwd ms | fwd+bwd ms | fwd TF/s real / dense-eq | bwd TF/s real / dense-eq |\n");
