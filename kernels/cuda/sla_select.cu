@@ -94,13 +94,19 @@ __device__ void head_mu(const float *ks, float *part, float *mu, int N, int D, i
     __syncthreads();
 }
 
+/* kbar of key block j at one column: its key sum x divided by the block's true count, minus mu
+ * (kmean_kernel's and pool_q_kbar_t_kernel's arithmetic, so that the fused path is bit-identical). */
+__device__ __forceinline__ float kbar_value(float x, int j, int N, int blk_k, float mu) {
+    return x / (float)(min(N, (j + 1) * blk_k) - j * blk_k) - mu;
+}
+
 /* The selection's inputs for select_fused_kernel, after lin_state has written ksum: CTA c <
  * BH * nkc (nkc = ceil(Tn / KBT_J)) computes mu of head c / nkc (head_mu, every such CTA of the
  * head the same) and the KBT_J columns j0 = (c % nkc) KBT_J .. of kbarT [D, Tn] = (ksum_j /
  * count_j - mu)^T, kmean_kernel's values transposed (the scores then read them coalesced, straight
  * from L2) through a smem tile; with q, CTA BH nkc + e pools query block e % Tm of head e / Tm as
  * pool_kernel does. The head CTAs come first so that their latency-bound reductions run under the
- * Q pooling. blk_k a power of 2 (x / blk_k is then the exact product with its inverse). */
+ * Q pooling. */
 constexpr int KBT_J = 32;
 __global__ void __launch_bounds__(256) pool_q_kbar_t_kernel(const bf16 *q, const float *ksum, float *qbar, float *kbarT,
                                                             int nhead_ctas, int N, int D, int blk_q, int blk_k, int Tm,
@@ -116,7 +122,6 @@ __global__ void __launch_bounds__(256) pool_q_kbar_t_kernel(const bf16 *q, const
     const int nkc = (Tn + KBT_J - 1) / KBT_J, bh = c / nkc, j0 = (c % nkc) * KBT_J;
     const float *ks = ksum + (long)bh * Tn * D;
     float *mu = part + KMEAN_THREADS, *kb = kbarT + (long)bh * D * Tn;
-    const float inv = 1.f / (float)blk_k, last = (float)(N - (Tn - 1) * blk_k);
     for (int d0 = 0; d0 < D; d0 += 128) {
         const int dc = min(128, D - d0);
         for (int e = tid; e < KBT_J * dc; e += blockDim.x) { /* coalesced rows (the first chunk's during head_mu) */
@@ -127,8 +132,7 @@ __global__ void __launch_bounds__(256) pool_q_kbar_t_kernel(const bf16 *q, const
         else __syncthreads();
         for (int e = tid; e < KBT_J * dc; e += blockDim.x) {
             const int jj = e % KBT_J, d = d0 + e / KBT_J, j = j0 + jj;
-            const float x = tile[jj][d - d0]; /* __fmul_rn: never contracted into an fma with the - */
-            if (j < Tn) kb[(long)d * Tn + j] = (j < Tn - 1 ? __fmul_rn(x, inv) : x / last) - mu[d];
+            if (j < Tn) kb[(long)d * Tn + j] = kbar_value(tile[jj][d - d0], j, N, blk_k, mu[d]);
         }
         __syncthreads(); /* the tile is read before the next chunk overwrites it */
     }
@@ -145,10 +149,8 @@ __global__ void __launch_bounds__(KMEAN_THREADS) kmean_kernel(const float *ksum,
     head_mu(ks, part, mu_sh, N, D, Tn);
     const float mu = mu_sh[d];
 #pragma unroll 8
-    for (int j = g; j < Tn; j += G) {
-        int cnt = min(N, (j + 1) * blk_k) - j * blk_k;
-        kbar[((long)blockIdx.x * Tn + j) * D + d] = ks[(long)j * D + d] / (float)cnt - mu;
-    }
+    for (int j = g; j < Tn; j += G)
+        kbar[((long)blockIdx.x * Tn + j) * D + d] = kbar_value(ks[(long)j * D + d], j, N, blk_k, mu);
 }
 
 /* 32 x 32 output tile per block of 32 x 8 threads. */

@@ -140,13 +140,7 @@ __device__ __forceinline__ void bulk_load(uint32_t dst, const void *src, uint32_
                  : "memory");
 }
 /* Box (c0, c1, c2) of a 3-D tensor map from shared memory at src (the async proxy reads it: the
- * writers fence first); in the issuing thread's current bulk group. */
-__device__ __forceinline__ void tma_store_3d(const void *map, uint32_t src, int c0, int c1, int c2) {
-    asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(map),
-                 "r"(src), "r"(c0), "r"(c1), "r"(c2)
-                 : "memory");
-}
-/* tma_store_3d with an L2 cache policy. */
+ * writers fence first), in the issuing thread's current bulk group, with an L2 cache policy. */
 __device__ __forceinline__ void tma_store_3d_hint(const void *map, uint32_t src, int c0, int c1, int c2, uint64_t policy) {
     asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group.L2::cache_hint [%0, {%2, %3, %4}], [%1], %5;\n" ::"l"(map),
                  "r"(src), "r"(c0), "r"(c1), "r"(c2), "l"(policy)
@@ -172,7 +166,6 @@ __device__ __forceinline__ void mbar_arrive(uint32_t) {}
 __device__ __forceinline__ void mbar_wait(uint32_t, int) {}
 __device__ __forceinline__ void tma_load_3d(uint32_t, const void *, int, int, int, uint32_t) {}
 __device__ __forceinline__ void bulk_load(uint32_t, const void *, uint32_t, uint32_t) {}
-__device__ __forceinline__ void tma_store_3d(const void *, uint32_t, int, int, int) {}
 __device__ __forceinline__ uint64_t l2_evict_first() { return 0; }
 __device__ __forceinline__ uint64_t l2_evict_last() { return 0; }
 __device__ __forceinline__ void tma_load_3d_hint(uint32_t, const void *, int, int, int, uint32_t, uint64_t) {}
