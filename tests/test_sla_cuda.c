@@ -382,8 +382,9 @@ static void run_select_fused_case(int D, int blk_q, int blk_k, int B, int H, int
     tensor_free(&tq), tensor_free(&tk);
 }
 
-/* The fused selection kernel: N not a multiple of the blocks, kappa 1 .. 64, Tm not a multiple of
- * its 16 rows, Tn past its thread stride and 32 or 64 slots per lane (N 33000, 70000), ties. */
+/* The fused selection kernel: N not a multiple of the blocks, kappa 1 .. Tn (past 64, where an
+ * earlier version stopped), Tm not a multiple of its 8 rows, Tn past its thread stride and every
+ * slot count from 2 to 64 per lane (N 1000 .. 120000: Tn 16 .. 1875), ties. */
 static void run_select_fused_cases(unsigned long long *seed) {
     const int Nsel[4] = {1000, 4000, 5000, 33000};
     for (int ni = 0; ni < 4; ni++)
@@ -399,8 +400,13 @@ static void run_select_fused_cases(unsigned long long *seed) {
     run_select_fused_case(64, 64, 128, 3, 1, 1000, 8, 1, (*seed)++);
     run_select_fused_case(128, 128, 64, 1, 3, 1000, 5, 2, (*seed)++);
     run_select_fused_case(64, 128, 64, 2, 2, 4000, 63, 2, (*seed)++);
-    run_select_fused_case(64, 128, 64, 1, 3, 70000, 64, 0, (*seed)++); /* Tn 1094: 64 slots per lane */
+    run_select_fused_case(64, 128, 64, 1, 3, 70000, 64, 0, (*seed)++); /* Tn 1094: 40 slots per lane */
     run_select_fused_case(64, 64, 64, 1, 3, 70000, 25, 1, (*seed)++);
+    run_select_fused_case(128, 128, 64, 1, 2, 70000, 118, 0, (*seed)++); /* 720p's rho 0.10 kappa */
+    run_select_fused_case(64, 128, 64, 1, 2, 33000, 300, 1, (*seed)++);  /* Tn 516: 24 slots */
+    run_select_fused_case(64, 128, 64, 2, 1, 4000, 63, 0, (*seed)++);    /* kappa = Tn */
+    run_select_fused_case(64, 128, 64, 1, 2, 90000, 700, 2, (*seed)++);  /* Tn 1407: 48 slots, ties */
+    run_select_fused_case(64, 128, 64, 1, 1, 120000, 1874, 1, (*seed)++); /* Tn 1875: 64 slots, kappa Tn - 1 */
 }
 
 static void run_attn_case(int B, int H, int Nq, int Nk, int D, unsigned long long seed) {

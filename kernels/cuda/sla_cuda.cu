@@ -114,7 +114,7 @@ struct SlaWs {
     bf16 *mask;
     int *cnt, *tlut_off, *tlut_ent, *order;
     bf16 *wsplit;
-    bf16 *hs;     /* [BH, Tn, W] key block states; reused for [Abar_j | betabar_j] */
+    bf16 *hs;     /* [BH, sla_tn_pad(Tn), W] key block states; reused for [Abar_j | betabar_j] */
     bf16 *qs;     /* [BH, Tm, W] query block states; reused for [A_i | beta_i] */
     float *tot, *part, *colpart, *Ds, *Ds_exact;
     bf16 *cq, *ck, *cv, *cg; /* bf16 copies of fp32 inputs */
@@ -128,13 +128,13 @@ void ws_plan(Bump &b, SlaWs &w, const sla_dims_t *d, int conv) {
     w.kbar = b.take<float>(BH * Tn * D);
     w.scores = b.take<float>(BH * Tm * Tn);
     w.map = b.take<uint8_t>(BH * Tm * Tn);
-    w.mask = b.take<bf16>(BH * Tm * Tn);
+    w.mask = b.take<bf16>(BH * Tm * sla_tn_pad(d->Tn));
     w.cnt = b.take<int>(BH * Tn);
     w.tlut_off = b.take<int>(BH * (Tn + 1));
     w.tlut_ent = b.take<int>(BH * Tm * d->kappa);
     w.order = b.take<int>(BH * Tn);
     w.wsplit = b.take<bf16>(2 * D * D);
-    w.hs = b.take<bf16>(BH * Tn * W);
+    w.hs = b.take<bf16>(BH * sla_tn_pad(d->Tn) * W);
     w.qs = b.take<bf16>(BH * Tm * W);
     w.tot = b.take<float>(BH * W);
     w.part = b.take<float>(BH * nch * D * D);
@@ -207,7 +207,11 @@ LinParams lin_params(const sla_config_t *cfg, const sla_dims_t *d, const LinMode
 void lin_query_states(const sla_dims_t *d, const LinMode &lm, const SlaWs &w, bf16 *qs, float *tot) {
     const int BH = d->B * d->H;
     const long W = (long)d->D * d->D + d->D;
-    if (lm.all) lin_reduce_bf16_launch(w.hs, tot, BH, d->Tn, W);
+    const int Tnp = sla_tn_pad(d->Tn);
+    if (Tnp > d->Tn) /* hs's rows past Tn: zero, for the GEMM's padded products and the totals */
+        CUDA_CHECK(cudaMemset2DAsync(w.hs + (long)d->Tn * W, (size_t)Tnp * W * sizeof(bf16), 0,
+                                     (size_t)(Tnp - d->Tn) * W * sizeof(bf16), BH, cuda_stream()));
+    if (lm.all) lin_reduce_bf16_launch(w.hs, tot, BH, Tnp, W);
     else lin_mask_gemm(w.hs, w.mask, qs, BH, d->Tm, d->Tn, W, 0);
     g_timer.mark("state_gemm");
 }
@@ -261,11 +265,11 @@ extern "C" int sla_select_map_cuda(const sla_dims_t *d, const tensor_t *q, const
     sla_pool_launch(qb, kb, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, w.qbar, w.ksum, fused ? nullptr : w.kbar);
     if (fused) {
         sla_pool_q_kbar_t_launch(nullptr, w.ksum, BH, d->N, d->D, d->blk_q, d->blk_k, d->Tm, d->Tn, w.qbar, w.kbar);
-        sla_select_fused_launch(w.qbar, w.kbar, BH, d->D, d->blk_k, d->Tm, d->Tn, d->kappa, l, m, mk);
+        sla_select_fused_launch(w.qbar, w.kbar, BH, d->D, d->blk_k, d->Tm, d->Tn, d->kappa, l, m, mk, d->Tn);
     } else {
         sla_scores_launch(w.qbar, w.kbar, BH, d->D, d->Tm, d->Tn, w.scores);
         sla_topk_launch(w.scores, BH, d->Tm, d->Tn, d->kappa, 0, 0, l, nullptr, 0, fused == 0);
-        sla_rowmap_launch(l, nullptr, 0, BH, d->Tm, d->Tn, d->kappa, 0, m, mk);
+        sla_rowmap_launch(l, nullptr, 0, BH, d->Tm, d->Tn, d->kappa, 0, m, mk, d->Tn);
     }
     return 1;
 }
@@ -310,7 +314,7 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     g_timer.mark("pool");
     if (fused_sel) {
         sla_select_fused_launch(w.qbar, w.kbar, BH, d->D, d->blk_k, d->Tm, d->Tn, d->kappa, lut, nullptr,
-                                lm.all ? nullptr : w.mask);
+                                lm.all ? nullptr : w.mask, sla_tn_pad(d->Tn));
         g_timer.mark("select");
     } else {
         sla_scores_launch(w.qbar, w.kbar, BH, d->D, d->Tm, d->Tn, w.scores);
@@ -330,7 +334,8 @@ extern "C" void sla_forward_cuda(const sla_config_t *cfg, const sla_dims_t *d, c
     lp.Wsplit = w.wsplit;
     if (lm.active) {
         if (!lm.all && !fused_sel) {
-            sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map, w.mask);
+            sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map, w.mask,
+                              sla_tn_pad(d->Tn));
             g_timer.mark("rowmap");
         }
         lin_query_states(d, lm, w, static_cast<bf16 *>(states), static_cast<float *>(states));
@@ -386,7 +391,7 @@ extern "C" void sla_backward_cuda(const sla_config_t *cfg, const sla_dims_t *d, 
     /* Critical blocks transposed (for dK/dV) and the marginal mask. */
     g_timer.begin("backward");
     sla_rowmap_launch(lut, neg, neg_ld, BH, d->Tm, d->Tn, d->kappa, d->n_negl, w.map,
-                      lm.active && !lm.all ? w.mask : nullptr);
+                      lm.active && !lm.all ? w.mask : nullptr, sla_tn_pad(d->Tn));
     g_timer.mark("rowmap");
     sla_collist_launch(w.map, BH, d->Tm, d->Tn, 0, w.cnt, w.tlut_off, w.tlut_ent, (long)d->Tm * d->kappa);
     sla_order_launch(w.tlut_off, BH, d->Tn, w.order);

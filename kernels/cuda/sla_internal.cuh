@@ -150,7 +150,14 @@ void sla_scores_launch(const float *qbar, const float *kbar, int BH, int D, int 
 void sla_topk_launch(const float *scores, int BH, int Tm, int Tn, int kappa, int n_negl, int lut_given, int *lut,
                      int *neg, int neg_ld, bool warp_ok = true); /* warp_ok false: always the sort (tests) */
 
-/* Whether sla_select_fused_launch takes these sizes: no lut given, n_negl == 0, 1 <= kappa <= 64,
+/* The linear branch's key-block dimension padded to a multiple of 8: the key block states hs are
+ * [BH, Tnp, W] and the 0/1 marginal mask [BH, Tm, Tnp], the rows and columns past Tn zero. The mask
+ * GEMMs need it: with Tn = 1182 (720p) cuBLAS's batched GEMMs ran at about 200 TF/s (1.27 and 1.44
+ * ms), with 1184 at 600-750 (0.37 and 0.46 ms; a padded leading dimension alone did not help;
+ * tests/bench/sla_results.md, seventh session). */
+__host__ __device__ inline int sla_tn_pad(int Tn) { return (Tn + 7) & ~7; }
+
+/* Whether sla_select_fused_launch takes these sizes: no lut given, n_negl == 0, 1 <= kappa <= Tn,
  * Tn <= 2048, D a multiple of 32 dividing 1024 and blk_k a power of 2 (and its shared memory,
  * 32 (D + Tn) bytes, fits). */
 bool sla_select_fused_ok(int D, int blk_k, int Tn, int kappa, int n_negl, int lut_given);
@@ -160,16 +167,17 @@ bool sla_select_fused_ok(int D, int blk_k, int Tn, int kappa, int n_negl, int lu
 void sla_pool_q_kbar_t_launch(const bf16 *q, const float *ksum, int BH, int N, int D, int blk_q, int blk_k, int Tm,
                               int Tn, float *qbar, float *kbarT);
 /* scores + top-k + rowmap in one kernel, from qbar [BH, Tm, D] and kbarT: lut [BH, Tm, kappa] and,
- * when not null, map [BH, Tm, Tn] (1 critical, 0 marginal) and mask [BH, Tm, Tn] (bf16 1 marginal,
- * 0 critical), bit-identical to what sla_pool_launch's kmean, sla_scores_launch, sla_topk_launch
- * and sla_rowmap_launch write. */
+ * when not null, map [BH, Tm, Tn] (1 critical, 0 marginal) and mask [BH, Tm, mask_ld] (bf16 1
+ * marginal, 0 critical, 0 past Tn; mask_ld Tn or sla_tn_pad(Tn)), bit-identical to what
+ * sla_pool_launch's kmean, sla_scores_launch, sla_topk_launch and sla_rowmap_launch write. */
 void sla_select_fused_launch(const float *qbar, const float *kbarT, int BH, int D, int blk_k, int Tm, int Tn, int kappa,
-                             int *lut, uint8_t *map, bf16 *mask);
+                             int *lut, uint8_t *map, bf16 *mask, int mask_ld);
 
 /* map [BH, Tm, Tn] bytes: 0 marginal, 1 critical, 2 negligible; and, when mask != null, the
- * bf16 0/1 marginal mask [BH, Tm, Tn] (1 where the key block feeds the query block's linear branch). */
+ * bf16 0/1 marginal mask [BH, Tm, mask_ld] (1 where the key block feeds the query block's linear
+ * branch, 0 past Tn; mask_ld Tn or sla_tn_pad(Tn)). */
 void sla_rowmap_launch(const int *lut, const int *neg, int neg_ld, int BH, int Tm, int Tn, int kappa, int n_negl,
-                       uint8_t *map, bf16 *mask);
+                       uint8_t *map, bf16 *mask, int mask_ld);
 
 /* Per key block the ascending query blocks i whose map entry matches pred (0: == 1 critical,
  * 1: != 0, 2: == 0): off [BH, Tn + 1], ent [BH, ent_stride]. cnt [BH, Tn] scratch. */
@@ -186,7 +194,8 @@ struct LinParams {
     const float *W, *b;
     const bf16 *Wsplit; /* [2, D, D]: W hi, W lo (lin_w_split_launch) */
     const bf16 *cstate; /* per query block [H_i | Z_i] (fwd, bwd_q; [BH, Tm, W]) or per key block
-                           [Abar_j | betabar_j] (bwd_k; [BH, Tn, W]); unused in the "all" variant */
+                           [Abar_j | betabar_j] (bwd_k; [BH, sla_tn_pad(Tn), W]); unused in the "all"
+                           variant */
     const float *tot;   /* [BH, W]: [Htot | Ztot] or [Atot | betatot] ("all" variant) */
     bf16 *astack;       /* bwd_q output [BH, Tm, W]: [A_i | beta_i] (may alias cstate) */
     int tpb;            /* 64-row tiles per key block */
@@ -198,13 +207,16 @@ struct LinParams {
 /* wsplit [2, D, D] bf16 = hi, lo of the fp32 proj weight W [out][in], or of W^T ([in][out]) when
  * transposed. */
 void lin_w_split_launch(const float *W, bf16 *wsplit, int D, int transposed);
-/* hs [BH, Tn, W]: per key block [phi(K_j)^T V_j | colsum phi(K_j)] (bf16); with ksum (else null)
+/* hs [BH, sla_tn_pad(Tn), W]: per key block [phi(K_j)^T V_j | colsum phi(K_j)] (bf16; the rows
+ * past Tn not written: sla_cuda.cu zeroes them); with ksum (else null)
  * also ksum [BH, Tn, D], the fp32 sums of K per key block that sla_pool_launch would write; with
  * proj_w (else null) also what lin_w_split_launch(proj_w, wsplit, D, w_transposed) writes. */
 void lin_state_launch(const bf16 *k, const bf16 *v, bf16 *hs, float *ksum, int BH, int N, int D, int blk_k, int Tn,
                       int feature, const float *proj_w, bf16 *wsplit, int w_transposed);
-/* out = mask rows (per head: out [Tm, W] = mask [Tm, Tn] rows [Tn, W]) or, transposed,
- * out [Tn, W] = mask^T rows [Tm, W]. cuBLAS, fp32 accumulation, bf16 out. */
+/* out = mask rows (per head: out [Tm, W] = mask [Tm, Tnp] rows [Tnp, W]) or, transposed,
+ * out [Tnp, W] = mask^T rows [Tm, W], Tnp = sla_tn_pad(Tn): mask's columns past Tn and, not
+ * transposed, rows' rows past Tn must be zero (the transposed product's rows past Tn come out 0).
+ * cuBLAS, fp32 accumulation, bf16 out. */
 void lin_mask_gemm(const bf16 *rows, const bf16 *mask, bf16 *out, int BH, int Tm, int Tn, long W, int transposed);
 /* part [BH, nchunk, D, D] = per chunk of 1536 rows sum X^T Y; colsum [BH, nchunk, D] = per chunk
  * column sums of X (optional). Returns nchunk. */

@@ -120,14 +120,14 @@ struct WSplitArgs {
     int D, transposed;
 };
 
-/* Per key block j: the row [phi(K_j)^T V_j | colsum phi(K_j)] (bf16) of hs [BH, Tn, W]. A
+/* Per key block j: the row [phi(K_j)^T V_j | colsum phi(K_j)] (bf16) of hs [BH, Tnp, W]. A
  * persistent grid: CTA c takes the blocks c, c + gridDim.x, ... of the BH * Tn through
  * STATE_STAGES shared stages, loading two blocks ahead while it works on this one. */
 constexpr int STATE_STAGES = 3; /* key blocks in shared memory: this one and two loading */
 template <int D, int BK>
 __global__ void __launch_bounds__(256, BK == 64 ? 2 : 1) lin_state_kernel(const bf16 *k, const bf16 *v, bf16 *hs,
-                                                                           float *ksum, int N, int Tn, int items,
-                                                                           int feature, WSplitArgs wsa) {
+                                                                           float *ksum, int N, int Tn, int Tnp,
+                                                                           int items, int feature, WSplitArgs wsa) {
     constexpr int LD = D + 8, EPT = D / 4, NW = 8, W = D * D + D, STAGE = 2 * BK * LD;
     using T = DDT<D, NW>;
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -208,7 +208,7 @@ __global__ void __launch_bounds__(256, BK == 64 ? 2 : 1) lin_state_kernel(const 
             }
         }
         __syncthreads();
-        bf16 *out = hs + (long)it * W; /* it = bh * Tn + j */
+        bf16 *out = hs + ((long)(it / Tn) * Tnp + it % Tn) * W; /* it = bh * Tn + j */
         if (tid < D) {
             float s = 0.f;
 #pragma unroll 16
@@ -251,8 +251,9 @@ void state_launch(const bf16 *k, const bf16 *v, bf16 *hs, float *ksum, int BH, i
         grid = resident_grid(lin_state_kernel<D, BK>, 256, smem, 1L << 30);
     }
     const int items = BH * Tn;
-    lin_state_kernel<D, BK><<<items < grid ? items : grid, 256, smem, cuda_stream()>>>(k, v, hs, ksum, N, Tn, items,
-                                                                                       feature, wsa);
+    lin_state_kernel<D, BK><<<items < grid ? items : grid, 256, smem, cuda_stream()>>>(k, v, hs, ksum, N, Tn,
+                                                                                       sla_tn_pad(Tn), items, feature,
+                                                                                       wsa);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -284,17 +285,18 @@ void lin_mask_gemm(const bf16 *rows, const bf16 *mask, bf16 *out, int BH, int Tm
     if (!g_cublas) cublas_check(cublasCreate(&g_cublas), "cublasCreate");
     cublas_check(cublasSetStream(g_cublas, cuda_stream()), "cublasSetStream");
     const float one = 1.f, zero = 0.f;
-    if (!transposed) { /* out [Tm, W] = mask [Tm, Tn] rows [Tn, W] */
-        cublas_check(cublasGemmStridedBatchedEx(g_cublas, CUBLAS_OP_N, CUBLAS_OP_N, (int)W, Tm, Tn, &one, rows,
-                                                CUDA_R_16BF, (int)W, (long long)Tn * W, mask, CUDA_R_16BF, Tn,
-                                                (long long)Tm * Tn, &zero, out, CUDA_R_16BF, (int)W,
+    const int Tnp = sla_tn_pad(Tn);
+    if (!transposed) { /* out [Tm, W] = mask [Tm, Tnp] rows [Tnp, W] */
+        cublas_check(cublasGemmStridedBatchedEx(g_cublas, CUBLAS_OP_N, CUBLAS_OP_N, (int)W, Tm, Tnp, &one, rows,
+                                                CUDA_R_16BF, (int)W, (long long)Tnp * W, mask, CUDA_R_16BF, Tnp,
+                                                (long long)Tm * Tnp, &zero, out, CUDA_R_16BF, (int)W,
                                                 (long long)Tm * W, BH, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                      "mask GEMM");
-    } else { /* out [Tn, W] = mask^T [Tn, Tm] rows [Tm, W] */
-        cublas_check(cublasGemmStridedBatchedEx(g_cublas, CUBLAS_OP_N, CUBLAS_OP_T, (int)W, Tn, Tm, &one, rows,
-                                                CUDA_R_16BF, (int)W, (long long)Tm * W, mask, CUDA_R_16BF, Tn,
-                                                (long long)Tm * Tn, &zero, out, CUDA_R_16BF, (int)W,
-                                                (long long)Tn * W, BH, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+    } else { /* out [Tnp, W] = mask^T [Tnp, Tm] rows [Tm, W] */
+        cublas_check(cublasGemmStridedBatchedEx(g_cublas, CUBLAS_OP_N, CUBLAS_OP_T, (int)W, Tnp, Tm, &one, rows,
+                                                CUDA_R_16BF, (int)W, (long long)Tm * W, mask, CUDA_R_16BF, Tnp,
+                                                (long long)Tm * Tnp, &zero, out, CUDA_R_16BF, (int)W,
+                                                (long long)Tnp * W, BH, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                      "transposed mask GEMM");
     }
 }

@@ -11,7 +11,7 @@
  *                 both written ascending. Same rule as the CPU oracle up to rounding of the scores.
  * topk_warp_kernel the same critical set without a sort (a warp radix select over the
  *                 scores held in registers, warp_topk_row) when there is no lut given, no
- *                 negligible list, kappa <= 64 and Tn <= 2048: the common case.
+ *                 negligible list and Tn <= 2048 (any kappa): the common case.
  * rowmap_kernel   mark map [Tm, Tn] (0 marginal, 1 critical, 2 negligible) and the linear
  *                 branch's 0/1 marginal mask (bf16, a GEMM operand).
  * pool_q_kbar_t_kernel + select_fused_kernel  the common case (the SLA forward with the linear
@@ -194,9 +194,11 @@ __device__ __forceinline__ int key_j(unsigned long long key) { return (int)(0xFF
  * every order above T and the lowest-j orders equal to T: the same set as the sort of (score desc,
  * j asc). (Kappa rounds of a warp argmax, the version before, cost about 0.7 us a round.) Writes
  * the winners ascending to lrow [kappa] and, when given, the row's map (1 taken, 0 not) and
- * marginal mask (bf16 1 where not taken): what rowmap_kernel writes without negligible blocks. */
+ * marginal mask (bf16 1 where not taken, 0 from Tn to krow_len <= 32 K): what rowmap_kernel writes
+ * without negligible blocks. */
 template <int K>
-__device__ void warp_topk_row(const uint32_t (&o)[K], int Tn, int kappa, int *lrow, uint8_t *mrow, bf16 *krow) {
+__device__ void warp_topk_row(const uint32_t (&o)[K], int Tn, int kappa, int *lrow, uint8_t *mrow, bf16 *krow,
+                              int krow_len) {
     static_assert(K >= 1 && K <= 64, "warp_topk_row: 1 to 64 slots per lane");
     const int lane = threadIdx.x & 31;
 
@@ -234,16 +236,18 @@ __device__ void warp_topk_row(const uint32_t (&o)[K], int Tn, int kappa, int *lr
         if (t) lrow[base + __popc(bal & ((1u << lane) - 1u))] = j;
         base += __popc(bal);
         if (j < Tn && mrow) mrow[j] = t;
-        if (j < Tn && krow) krow[j] = __float2bfloat16_rn(t ? 0.f : 1.f);
+        if (j < krow_len && krow) krow[j] = __float2bfloat16_rn(t || j >= Tn ? 0.f : 1.f);
     }
 }
 
-/* Slots per lane for Tn key blocks: the next power of 2 of ceil(Tn / 32), at least 2 (0: more than
- * 64). */
+/* Slots per lane for Tn key blocks: the smallest of 2, 4, 8, 16, 24, 32, 40, 48, 64 holding
+ * ceil(Tn / 32) (0: more than 64). The radix select's work is proportional to the slots, so the
+ * steps between 16 and 64 matter: 720p's Tn = 1182 takes 40 slots instead of 64. */
 int topk_slots(int Tn) {
-    int k = 2;
-    while (32 * k < Tn) k <<= 1;
-    return k <= 64 ? k : 0;
+    static const int steps[] = {2, 4, 8, 16, 24, 32, 40, 48, 64};
+    for (int k : steps)
+        if (32 * k >= Tn) return k;
+    return 0;
 }
 
 /* Calls launch.template operator()<K>() with the slots for Tn (topk_slots(Tn) != 0). */
@@ -253,15 +257,17 @@ template <typename F> void with_slots(int Tn, F &&launch) {
     case 4: launch(std::integral_constant<int, 4>()); break;
     case 8: launch(std::integral_constant<int, 8>()); break;
     case 16: launch(std::integral_constant<int, 16>()); break;
+    case 24: launch(std::integral_constant<int, 24>()); break;
     case 32: launch(std::integral_constant<int, 32>()); break;
+    case 40: launch(std::integral_constant<int, 40>()); break;
+    case 48: launch(std::integral_constant<int, 48>()); break;
     default: launch(std::integral_constant<int, 64>()); break;
     }
 }
 
-/* The common case of topk_kernel (no imposed lut, no negligible list, kappa <= TOPK_WARP_MAX, Tn <=
- * TOPK_WARP_TN): one warp per query-block row (warp_topk_row), the row's orders in registers. The
- * same keys, so the same set as the sort. */
-constexpr int TOPK_WARP_MAX = 64;
+/* The common case of topk_kernel (no imposed lut, no negligible list, Tn <= TOPK_WARP_TN; any kappa
+ * <= Tn: the radix select's work does not depend on it): one warp per query-block row
+ * (warp_topk_row), the row's orders in registers. The same keys, so the same set as the sort. */
 constexpr int TOPK_WARP_TN = 32 * 64;
 template <int K>
 __global__ void __launch_bounds__(256) topk_warp_kernel(const float *scores, int *lut, long rows, int Tn, int kappa) {
@@ -272,7 +278,7 @@ __global__ void __launch_bounds__(256) topk_warp_kernel(const float *scores, int
     uint32_t o[K];
 #pragma unroll
     for (int t = 0; t < K; t++) o[t] = lane + 32 * t < Tn ? rank_ord(s[lane + 32 * t]) : 0u;
-    warp_topk_row<K>(o, Tn, kappa, lut + row * kappa, nullptr, nullptr);
+    warp_topk_row<K>(o, Tn, kappa, lut + row * kappa, nullptr, nullptr, 0);
 }
 
 /* scores_kernel + topk_warp_kernel + rowmap_kernel (n_negl = 0) for SEL_ROWS query blocks i0.. of
@@ -286,7 +292,7 @@ constexpr int SEL_ROWS = 8, SEL_THREADS = 32 * SEL_ROWS;
 template <int K>
 __global__ void __launch_bounds__(SEL_THREADS, K <= 16 ? 3 : 1) /* one wave of 3 per SM at 480p */
     select_fused_kernel(const float *qbar, const float *kbarT, int D, int Tm, int Tn, int kappa, int *lut, uint8_t *map,
-                        bf16 *mask) {
+                        bf16 *mask, int mask_ld) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     float *qs = reinterpret_cast<float *>(smem_raw);
     uint32_t *ord = reinterpret_cast<uint32_t *>(qs + SEL_ROWS * D);
@@ -333,7 +339,8 @@ __global__ void __launch_bounds__(SEL_THREADS, K <= 16 ? 3 : 1) /* one wave of 3
     uint32_t o[K];
 #pragma unroll
     for (int t = 0; t < K; t++) o[t] = lane + 32 * t < Tn ? ord[w * Tn + lane + 32 * t] : 0u;
-    warp_topk_row<K>(o, Tn, kappa, lut + row * kappa, map ? map + row * Tn : nullptr, mask ? mask + row * Tn : nullptr);
+    warp_topk_row<K>(o, Tn, kappa, lut + row * kappa, map ? map + row * Tn : nullptr,
+                     mask ? mask + row * mask_ld : nullptr, mask_ld);
 }
 
 __global__ void __launch_bounds__(SCAN_THREADS) topk_kernel(const float *scores, int *lut, int lut_given, int *neg,
@@ -399,7 +406,7 @@ __global__ void __launch_bounds__(SCAN_THREADS) topk_kernel(const float *scores,
 }
 
 __global__ void __launch_bounds__(256) rowmap_kernel(const int *lut, const int *neg, int neg_ld, int Tm, int Tn,
-                                                     int kappa, int n_negl, uint8_t *map, bf16 *mask) {
+                                                     int kappa, int n_negl, uint8_t *map, bf16 *mask, int mask_ld) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *mk = smem_raw;
     const int bh = blockIdx.y, i = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
@@ -409,10 +416,9 @@ __global__ void __launch_bounds__(256) rowmap_kernel(const int *lut, const int *
     for (int p = tid; p < kappa; p += nt) mk[lut[row * kappa + p]] = 1;
     for (int p = tid; p < n_negl; p += nt) mk[neg[row * neg_ld + p]] = 2;
     __syncthreads();
-    for (int j = tid; j < Tn; j += nt) {
-        map[row * Tn + j] = mk[j];
-        if (mask) mask[row * Tn + j] = __float2bfloat16_rn(mk[j] == 0 ? 1.f : 0.f);
-    }
+    for (int j = tid; j < Tn; j += nt) map[row * Tn + j] = mk[j];
+    if (mask)
+        for (int j = tid; j < mask_ld; j += nt) mask[row * mask_ld + j] = __float2bfloat16_rn(j < Tn && mk[j] == 0 ? 1.f : 0.f);
 }
 
 int next_pow2(int x) {
@@ -443,7 +449,7 @@ void sla_scores_launch(const float *qbar, const float *kbar, int BH, int D, int 
 void sla_topk_launch(const float *scores, int BH, int Tm, int Tn, int kappa, int n_negl, int lut_given, int *lut,
                      int *neg, int neg_ld, bool warp_ok) {
     CHECK(Tn <= 8192, "SLA selection: %d key blocks exceed the GPU top-k limit of 8192", Tn);
-    if (warp_ok && !lut_given && n_negl == 0 && kappa <= TOPK_WARP_MAX && Tn <= TOPK_WARP_TN) {
+    if (warp_ok && !lut_given && n_negl == 0 && kappa <= Tn && Tn <= TOPK_WARP_TN) {
         const long rows = (long)BH * Tm;
         with_slots(Tn, [&](auto k) {
             constexpr int K = decltype(k)::value;
@@ -472,7 +478,7 @@ bool sla_select_fused_ok(int D, int blk_k, int Tn, int kappa, int n_negl, int lu
         CUDA_CHECK(cudaGetDevice(&dev));
         CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
     }
-    return !lut_given && n_negl == 0 && kappa >= 1 && kappa <= TOPK_WARP_MAX && kappa <= Tn && Tn <= TOPK_WARP_TN &&
+    return !lut_given && n_negl == 0 && kappa >= 1 && kappa <= Tn && Tn <= TOPK_WARP_TN &&
            D % 32 == 0 && D <= 256 && KMEAN_THREADS % D == 0 && blk_k > 0 && (blk_k & (blk_k - 1)) == 0 &&
            fused_smem(D, Tn) <= optin;
 }
@@ -488,7 +494,8 @@ void sla_pool_q_kbar_t_launch(const bf16 *q, const float *ksum, int BH, int N, i
 }
 
 void sla_select_fused_launch(const float *qbar, const float *kbarT, int BH, int D, int blk_k, int Tm, int Tn, int kappa,
-                             int *lut, uint8_t *map, bf16 *mask) {
+                             int *lut, uint8_t *map, bf16 *mask, int mask_ld) {
+    CHECK(mask_ld >= Tn && mask_ld <= sla_tn_pad(Tn), "SLA selection: mask row length %d for %d key blocks", mask_ld, Tn);
     CHECK(sla_select_fused_ok(D, blk_k, Tn, kappa, 0, 0),
           "SLA selection: the fused kernel does not take D %d, blk_k %d, Tn %d, kappa %d", D, blk_k, Tn, kappa);
     const int smem = fused_smem(D, Tn);
@@ -497,7 +504,7 @@ void sla_select_fused_launch(const float *qbar, const float *kbarT, int BH, int 
         static int limit = 0;
         if (smem > 48 * 1024 && smem > limit) sla_smem_limit(select_fused_kernel<K>, smem), limit = smem;
         select_fused_kernel<K><<<dim3((Tm + SEL_ROWS - 1) / SEL_ROWS, BH), SEL_THREADS, smem, cuda_stream()>>>(
-            qbar, kbarT, D, Tm, Tn, kappa, lut, map, mask);
+            qbar, kbarT, D, Tm, Tn, kappa, lut, map, mask, mask_ld);
     });
     CUDA_CHECK_LAUNCH();
 }
@@ -511,8 +518,9 @@ void sla_select_launch(const bf16 *q, const bf16 *k, int BH, int N, int D, int b
 }
 
 void sla_rowmap_launch(const int *lut, const int *neg, int neg_ld, int BH, int Tm, int Tn, int kappa, int n_negl,
-                       uint8_t *map, bf16 *mask) {
+                       uint8_t *map, bf16 *mask, int mask_ld) {
     const int smem = ((Tn + 15) / 16 + 1) * 16;
-    rowmap_kernel<<<dim3(Tm, BH), 256, smem, cuda_stream()>>>(lut, neg, neg_ld, Tm, Tn, kappa, n_negl, map, mask);
+    rowmap_kernel<<<dim3(Tm, BH), 256, smem, cuda_stream()>>>(lut, neg, neg_ld, Tm, Tn, kappa, n_negl, map, mask,
+                                                              mask_ld);
     CUDA_CHECK_LAUNCH();
 }
