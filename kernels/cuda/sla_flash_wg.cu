@@ -119,15 +119,7 @@ template <int NT, typename ZF>
 __device__ __forceinline__ void frag_phi_over_den(float (&x)[NT][4], int feature, ZF z, int all, int t) {
     float s0 = 1.f, s1 = 1.f; /* phi = x / s */
     if (feature == 0) {
-        float m0 = -INFINITY, m1 = -INFINITY;
-#pragma unroll
-        for (int n = 0; n < NT; n++) m0 = fmaxf(m0, fmaxf(x[n][0], x[n][1])), m1 = fmaxf(m1, fmaxf(x[n][2], x[n][3]));
-        m0 = quad_max(m0) * SLA_LOG2E, m1 = quad_max(m1) * SLA_LOG2E;
-#pragma unroll
-        for (int n = 0; n < NT; n++) {
-            x[n][0] = fast_exp2(fmaf(x[n][0], SLA_LOG2E, -m0)), x[n][1] = fast_exp2(fmaf(x[n][1], SLA_LOG2E, -m0));
-            x[n][2] = fast_exp2(fmaf(x[n][2], SLA_LOG2E, -m1)), x[n][3] = fast_exp2(fmaf(x[n][3], SLA_LOG2E, -m1));
-        }
+        frag_softmax_exp<NT>(x);
         if (all) frag_row_sum<NT>(x, s0, s1);
     } else {
         frag_phi<NT>(x, feature);

@@ -184,15 +184,15 @@ __global__ void __launch_bounds__(256, BK == 64 ? 2 : 1) lin_state_kernel(const 
                 float m = -INFINITY, s = 0.f;
 #pragma unroll
                 for (int c = 0; c < EPT; c++) m = fmaxf(m, x[c]);
-                m = quad_max(m);
+                m = quad_max(m) * SLA_LOG2E;
 #pragma unroll
-                for (int c = 0; c < EPT; c++) s += (x[c] = fast_exp2((x[c] - m) * SLA_LOG2E)); /* as frag_phi */
+                for (int c = 0; c < EPT; c++) s += (x[c] = softmax_exp(x[c], m)); /* as frag_softmax_exp */
                 s = 1.f / quad_sum(s);
 #pragma unroll
                 for (int c = 0; c < EPT; c++) x[c] *= s;
             } else if (feature == 1) {
 #pragma unroll
-                for (int c = 0; c < EPT; c++) x[c] = x[c] > 0.f ? x[c] + 1.f : fast_exp2(x[c] * SLA_LOG2E);
+                for (int c = 0; c < EPT; c++) x[c] = elu_plus_one(x[c]);
             } else {
 #pragma unroll
                 for (int c = 0; c < EPT; c++) x[c] = fmaxf(x[c], 0.f);

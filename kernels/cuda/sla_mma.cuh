@@ -229,20 +229,30 @@ __device__ __forceinline__ void frag_row_dot(const float (&x)[NT][4], const floa
     s0 = quad_sum(s0), s1 = quad_sum(s1);
 }
 
-/* x <- phi(x) row-wise. feature: 0 softmax over the row, 1 elu(x) + 1, 2 relu. exp is the hardware
- * ex2 (relative error ~1e-7 with the scaling, denormal results flushed to 0): the forward's
- * epilogue and the backward's recomputation use this same function, so they agree. */
+/* The feature maps' elementwise pieces, one expression each for every kernel that applies phi
+ * (frag_phi, the fused forward's frag_phi_over_den, lin_state_kernel), so that the forward and the
+ * backward's recomputation agree to the bit. exp is the hardware ex2 (denormal results flushed to
+ * 0). softmax_exp(x, m * log2e) = exp(x - m), one fmaf and ex2 (relative error about |m| 2^-24). */
+__device__ __forceinline__ float softmax_exp(float x, float m_log2e) { return fast_exp2(fmaf(x, SLA_LOG2E, -m_log2e)); }
+__device__ __forceinline__ float elu_plus_one(float x) { return x > 0.f ? x + 1.f : fast_exp2(x * SLA_LOG2E); }
+
+/* x <- exp(x - row max), the softmax feature map before its division by the row sum. */
+template <int NT> __device__ __forceinline__ void frag_softmax_exp(float (&x)[NT][4]) {
+    float m0 = -INFINITY, m1 = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < NT; n++) m0 = fmaxf(m0, fmaxf(x[n][0], x[n][1])), m1 = fmaxf(m1, fmaxf(x[n][2], x[n][3]));
+    m0 = quad_max(m0) * SLA_LOG2E, m1 = quad_max(m1) * SLA_LOG2E;
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+        x[n][0] = softmax_exp(x[n][0], m0), x[n][1] = softmax_exp(x[n][1], m0);
+        x[n][2] = softmax_exp(x[n][2], m1), x[n][3] = softmax_exp(x[n][3], m1);
+    }
+}
+
+/* x <- phi(x) row-wise. feature: 0 softmax over the row, 1 elu(x) + 1, 2 relu. */
 template <int NT> __device__ __forceinline__ void frag_phi(float (&x)[NT][4], int feature) {
     if (feature == 0) {
-        float m0 = -INFINITY, m1 = -INFINITY;
-#pragma unroll
-        for (int n = 0; n < NT; n++) m0 = fmaxf(m0, fmaxf(x[n][0], x[n][1])), m1 = fmaxf(m1, fmaxf(x[n][2], x[n][3]));
-        m0 = quad_max(m0), m1 = quad_max(m1);
-#pragma unroll
-        for (int n = 0; n < NT; n++) {
-            x[n][0] = fast_exp2((x[n][0] - m0) * SLA_LOG2E), x[n][1] = fast_exp2((x[n][1] - m0) * SLA_LOG2E);
-            x[n][2] = fast_exp2((x[n][2] - m1) * SLA_LOG2E), x[n][3] = fast_exp2((x[n][3] - m1) * SLA_LOG2E);
-        }
+        frag_softmax_exp<NT>(x);
         float s0, s1;
         frag_row_sum<NT>(x, s0, s1);
         float i0 = 1.f / s0, i1 = 1.f / s1;
@@ -252,7 +262,7 @@ template <int NT> __device__ __forceinline__ void frag_phi(float (&x)[NT][4], in
 #pragma unroll
         for (int n = 0; n < NT; n++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) x[n][e] = x[n][e] > 0.f ? x[n][e] + 1.f : fast_exp2(x[n][e] * SLA_LOG2E);
+            for (int e = 0; e < 4; e++) x[n][e] = elu_plus_one(x[n][e]);
     } else {
 #pragma unroll
         for (int n = 0; n < NT; n++)
