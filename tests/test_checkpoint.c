@@ -2,7 +2,9 @@
  * parameters, moments, EMA and counters; keep_last pruning; a stray temporary and a damaged newest
  * checkpoint are skipped for the previous one; a checkpoint of another model shape is refused
  * naming the tensor; a dense checkpoint loads into an SLA model with zero proj; an extra tensor
- * in a weights file is refused by name. */
+ * in a weights file is refused by name; format version 1 (no adam_steps) reads with adam_steps =
+ * step, another version or an adam_steps past step is refused. */
+#include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,6 +15,26 @@
 #include "weights.h"
 
 static char dir[] = "/tmp/test_ckpt_XXXXXX";
+
+/* Edits a checkpoint's root attributes in place with the HDF5 library: format_version and
+ * adam_steps set (a value < 0 deletes adam_steps). 1 on success. */
+static int edit_root_attrs(const char *path, long long version, long long adam_steps) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    if (f < 0) return 0;
+    int ok = 1;
+    const char *names[2] = {"format_version", "adam_steps"};
+    long long values[2] = {version, adam_steps};
+    for (int i = 0; i < 2 && ok; i++) {
+        if (values[i] < 0) {
+            ok = H5Adelete(f, names[i]) >= 0;
+            continue;
+        }
+        hid_t a = H5Aopen(f, names[i], H5P_DEFAULT);
+        ok = a >= 0 && H5Awrite(a, H5T_NATIVE_LLONG, &values[i]) >= 0;
+        if (a >= 0) H5Aclose(a);
+    }
+    return H5Fclose(f) >= 0 && ok;
+}
 
 static void fill(float *x, size_t n, uint64_t seed) {
     test_rng_t r = {seed};
@@ -71,7 +93,7 @@ int main(void) {
     a.adam_v[t.p[param_table_find(&t, "blocks.1.ffn.2.weight")].offset + 7] = MARK;
     a.data_epoch = 3, a.data_position = 17, a.seed = 0xfedcba9876543210ull, a.bad_steps = 2;
     for (int step = 1; step <= 4; step++) {
-        a.step = step;
+        a.step = step, a.adam_steps = step - 1; /* one skipped step */
         a.params[0] = (float)step;
         EXPECT(ckpt_write(dir, &a, &t, "model = tiny\n", 2, path, sizeof path, err, sizeof err) == 0, "write: %s", err);
     }
@@ -86,10 +108,29 @@ int main(void) {
     EXPECT(!memcmp(a.params, b.params, sizeof(float) * t.total) && !memcmp(a.adam_m, b.adam_m, sizeof(float) * t.total) &&
                !memcmp(a.adam_v, b.adam_v, sizeof(float) * t.total) && !memcmp(a.ema, b.ema, sizeof(float) * t.total),
            "round trip is not bit-exact");
-    EXPECT(b.step == 4 && b.data_epoch == 3 && b.data_position == 17 && b.seed == a.seed && b.bad_steps == 2 &&
-               !strcmp(cfgtext, "model = tiny\n"),
-           "counters: step %lld epoch %lld pos %lld seed %llx config '%s'", (long long)b.step, (long long)b.data_epoch,
-           (long long)b.data_position, (unsigned long long)b.seed, cfgtext);
+    EXPECT(b.step == 4 && b.adam_steps == 3 && b.data_epoch == 3 && b.data_position == 17 && b.seed == a.seed &&
+               b.bad_steps == 2 && !strcmp(cfgtext, "model = tiny\n"),
+           "counters: step %lld adam_steps %lld epoch %lld pos %lld seed %llx config '%s'", (long long)b.step,
+           (long long)b.adam_steps, (long long)b.data_epoch, (long long)b.data_position, (unsigned long long)b.seed,
+           cfgtext);
+
+    /* Format version 1 (no adam_steps) reads as adam_steps = step; version 3 and adam_steps > step
+     * are refused. Copies of step 4 under other step numbers, each edited. */
+    char cmd0[8000], p1[1200], p2[1200], p3[1200];
+    snprintf(p1, sizeof p1, "%s/v1.h5", dir), snprintf(p2, sizeof p2, "%s/v3.h5", dir);
+    snprintf(p3, sizeof p3, "%s/big.h5", dir);
+    snprintf(cmd0, sizeof cmd0, "cp %s %s && cp %s %s && cp %s %s", path, p1, path, p2, path, p3);
+    EXPECT(system(cmd0) == 0 && edit_root_attrs(p1, 1, -1) && edit_root_attrs(p2, 3, 3) && edit_root_attrs(p3, 2, 5),
+           "editing copies of %s", path);
+    b.adam_steps = -7;
+    EXPECT(ckpt_read(p1, &b, &t, NULL, 0, err, sizeof err) == 0 && b.step == 4 && b.adam_steps == 4,
+           "version 1: rc/err '%s', adam_steps %lld (expected 4)", err, (long long)b.adam_steps);
+    EXPECT(ckpt_read(p2, &b, &t, NULL, 0, err, sizeof err) == -1 && strstr(err, "v3.h5") && strstr(err, "version 3"),
+           "version 3: '%s'", err);
+    EXPECT(ckpt_read(p3, &b, &t, NULL, 0, err, sizeof err) == -1 && strstr(err, "adam_steps 5"), "adam_steps 5 > step 4: '%s'",
+           err);
+    printf("format version 1 read with adam_steps = step; refused: %s\n", err);
+    unlink(p1), unlink(p2), unlink(p3);
 
     /* A stray temporary and a damaged newest checkpoint: resume uses step 3. */
     snprintf(path, sizeof path, "%s/ckpt-00000009.h5.tmp", dir);

@@ -9,7 +9,9 @@
  * 6. distillation: a student equal to its dense teacher (SLA at rho = 1, proj zero) adds exactly
  *    nothing to the loss; a sparse student adds a positive term;
  * 7. a non-finite step (latents near the float32 limit overflow) is skipped with a warning, and
- *    max_bad_steps in a row stop the run (exit 1) before its end;
+ *    max_bad_steps in a row stop the run (exit 1) before its end; allowed to go on, the checkpoint
+ *    and metrics.jsonl count the AdamW updates (adam_steps = steps - skipped) and every metrics
+ *    line stays JSON (null for the non-finite loss and norm);
  * 8. a resume from a checkpoint older than the last logged step (as after a crash) leaves each
  *    step once in metrics.jsonl, the re-run steps with the same losses, and no torn last line.
  * argv: sla-train, sla-data [cuda]. With "cuda" (label gpu; exit 77 without a GPU) the model runs
@@ -259,7 +261,7 @@ static void check_distillation(void) {
            "%.6f with\n", a[0], b[0], d[0], c[0]);
 }
 
-static void check_bad_steps(void) {
+static void check_bad_steps(const param_table_t *t) {
     char path[700], err[512];
     snprintf(path, sizeof path, "%s/huge.h5", dir);
     h5_file_t f;
@@ -279,6 +281,38 @@ static void check_bad_steps(void) {
     EXPECT(rc == 1 && stderr_has("step skipped (1 in a row)") && stderr_has("1 non-finite steps in a row") &&
                access(path, F_OK) != 0,
            "non-finite steps: exit %d (expected 1 at the first skipped step, no final checkpoint)", rc);
+
+    /* Allowed to go on: the checkpoint counts the AdamW updates (steps not skipped), and every
+     * metrics line is JSON (null, never nan, for the skipped steps' loss and norm). */
+    char huge[700];
+    snprintf(huge, sizeof huge, "%s/huge.h5", dir);
+    snprintf(extra, sizeof extra, "--set data=%s --set max_bad_steps=100 --set steps=12 --set ckpt_every=0", huge);
+    rc = run_train("bad_on", extra);
+    snprintf(path, sizeof path, "%s/bad_on/metrics.jsonl", dir);
+    FILE *m = fopen(path, "r");
+    char line[1024];
+    int nlines = 0, nskip = 0, nonjson = 0, adam_ok = 1;
+    while (m && fgets(line, sizeof line, m)) {
+        nlines++;
+        nskip += strstr(line, "\"skipped\": true") != NULL;
+        nonjson += strstr(line, "nan") != NULL || strstr(line, "inf") != NULL;
+        const char *a = strstr(line, "\"adam_steps\": ");
+        adam_ok = adam_ok && a && atoi(a + 14) == nlines - nskip;
+    }
+    if (m) fclose(m);
+    ckpt_state_t s; /* this run keeps no EMA */
+    memset(&s, 0, sizeof s);
+    s.params = calloc(t->total, 4), s.adam_m = calloc(t->total, 4), s.adam_v = calloc(t->total, 4);
+    snprintf(path, sizeof path, "%s/bad_on/ckpt-00000012.h5", dir);
+    int loaded = rc == 0 && !ckpt_read(path, &s, t, NULL, 0, err, sizeof err);
+    EXPECT(loaded && nlines == 12 && nskip > 0 && nskip < 12 && nonjson == 0 && adam_ok && s.step == 12 &&
+               s.adam_steps == 12 - nskip,
+           "skipped steps: exit %d, %d lines, %d skipped, %d with nan/inf, adam_steps %s, checkpoint %s step %lld "
+           "adam_steps %lld",
+           rc, nlines, nskip, nonjson, adam_ok ? "counted" : "WRONG", loaded ? "read" : err, (long long)s.step,
+           (long long)s.adam_steps);
+    printf("non-finite steps: %d of 12 skipped, checkpoint adam_steps %lld\n", nskip, (long long)s.adam_steps);
+    free(s.params), free(s.adam_m), free(s.adam_v);
 }
 
 static void check_metrics_after_crash(void) {
@@ -337,7 +371,7 @@ int main(int argc, char **argv) {
         check_sigterm();
         check_errors();
         check_distillation();
-        check_bad_steps();
+        check_bad_steps(&t);
         check_metrics_after_crash();
     }
 

@@ -77,6 +77,7 @@ int ckpt_write(const char *out_dir, const ckpt_state_t *s, const param_table_t *
              (s->ema && weights_write_group(&f, "ema", t, s->ema, err, errlen)) ||
              h5_write_attr_int(&f, "/", "format_version", CKPT_FORMAT_VERSION, err, errlen) ||
              h5_write_attr_int(&f, "/", "step", s->step, err, errlen) ||
+             h5_write_attr_int(&f, "/", "adam_steps", s->adam_steps, err, errlen) ||
              h5_write_attr_int(&f, "/", "data_epoch", s->data_epoch, err, errlen) ||
              h5_write_attr_int(&f, "/", "data_position", s->data_position, err, errlen) ||
              h5_write_attr_int(&f, "/", "bad_steps", s->bad_steps, err, errlen) ||
@@ -106,12 +107,20 @@ int ckpt_read(const char *path, ckpt_state_t *s, const param_table_t *t, char *c
     int64_t version = -1;
     char seed[32];
     int rc = h5_read_attr_int(&f, "/", "format_version", &version, err, errlen);
-    if (!rc && version != CKPT_FORMAT_VERSION) {
-        snprintf(err, errlen, "%s: checkpoint format version %lld, this program reads version %d", path,
+    if (!rc && (version < 1 || version > CKPT_FORMAT_VERSION)) {
+        snprintf(err, errlen, "%s: checkpoint format version %lld, this program reads versions 1 to %d", path,
                  (long long)version, CKPT_FORMAT_VERSION);
         rc = -1;
     }
-    rc = rc || h5_read_attr_int(&f, "/", "step", &s->step, err, errlen) ||
+    rc = rc || h5_read_attr_int(&f, "/", "step", &s->step, err, errlen);
+    if (!rc) s->adam_steps = s->step; /* version 1 */
+    rc = rc || (version >= 2 && h5_read_attr_int(&f, "/", "adam_steps", &s->adam_steps, err, errlen));
+    if (!rc && (s->adam_steps < 0 || s->adam_steps > s->step)) {
+        snprintf(err, errlen, "%s: adam_steps %lld is not between 0 and step %lld", path, (long long)s->adam_steps,
+                 (long long)s->step);
+        rc = -1;
+    }
+    rc = rc ||
          h5_read_attr_int(&f, "/", "data_epoch", &s->data_epoch, err, errlen) ||
          h5_read_attr_int(&f, "/", "data_position", &s->data_position, err, errlen) ||
          h5_read_attr_int(&f, "/", "bad_steps", &s->bad_steps, err, errlen) ||

@@ -2,13 +2,15 @@
  *
  * A checkpoint OUT_DIR/ckpt-<step, 8 digits>.h5 holds the parameters at its root (so it also
  * loads as a weights file), the AdamW moments in groups adam_m/ and adam_v/, the EMA weights in
- * ema/ when the run keeps them, and root attributes: format_version, step, data_epoch,
+ * ema/ when the run keeps them, and root attributes: format_version, step, adam_steps, data_epoch,
  * data_position, seed, bad_steps and the resolved config text. Every dataset is chunked with a
  * Fletcher-32 checksum, so a damaged file fails to read. Writing goes to a temporary name that is
  * fsynced and renamed, then older checkpoints beyond keep_last are deleted: at every moment the
  * directory holds complete checkpoints only (plus, after a crash, a stray *.tmp that is ignored).
  * Reading refuses a file with another format version, a parameter missing, extra or misshapen,
- * or a checksum error, with a sentence naming the file and the reason. */
+ * or a checksum error, with a sentence naming the file and the reason. Version 1 files (no
+ * adam_steps: their runs counted every step in AdamW's bias correction) read with adam_steps = step,
+ * so that a resume continues exactly what they did. */
 #ifndef SLA_CHECKPOINT_H
 #define SLA_CHECKPOINT_H
 
@@ -17,10 +19,13 @@
 
 #include "params.h"
 
-#define CKPT_FORMAT_VERSION 1
+#define CKPT_FORMAT_VERSION 2 /* 2: adam_steps */
 
 typedef struct ckpt_state {
-    int64_t step;           /* optimizer steps completed */
+    int64_t step;           /* training steps completed (skipped ones included: the data and schedule
+                               positions) */
+    int64_t adam_steps;     /* AdamW updates applied (step minus the skipped steps): the t of its bias
+                               correction, as PyTorch's per-parameter step counts it */
     int64_t data_epoch, data_position;
     uint64_t seed;
     int64_t bad_steps;      /* consecutive non-finite losses at the time of writing */

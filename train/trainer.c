@@ -44,6 +44,7 @@ typedef struct trainer {
     dit_t teacher;                        /* frozen dense model, forward-only, when distilling (else no table) */
     tensor_t adam_m, adam_v, ema;         /* f32 [total] on the device (ema empty when off) */
     int64_t step, bad_steps;
+    int64_t adam_steps;                   /* AdamW updates applied: step minus the skipped steps */
     sampler_cursor_t cursor;
     uint64_t seed;
     host_batch_t staged[2];               /* host micro-batches: the current one and the prefetched next */
@@ -182,7 +183,8 @@ static int write_checkpoint(trainer_t *tr) {
     ckpt_state_t s = host_state(tr);
     download(s.params, &tr->model.params), download(s.adam_m, &tr->adam_m), download(s.adam_v, &tr->adam_v);
     if (s.ema) download(s.ema, &tr->ema);
-    s.step = tr->step, s.data_epoch = tr->cursor.epoch, s.data_position = tr->cursor.position;
+    s.step = tr->step, s.adam_steps = tr->adam_steps;
+    s.data_epoch = tr->cursor.epoch, s.data_position = tr->cursor.position;
     s.seed = tr->seed, s.bad_steps = tr->bad_steps;
     char path[1200], err[2048];
     int rc = ckpt_write(tr->cfg->out_dir, &s, &tr->model.table, tr->config_text, tr->cfg->keep_last, path, sizeof path,
@@ -231,7 +233,8 @@ static int load_start_state(trainer_t *tr) {
                 return fail("sla-train: %s", err);
             }
         }
-        tr->step = s.step, tr->cursor = c, tr->seed = s.seed, tr->bad_steps = s.bad_steps;
+        tr->step = s.step, tr->adam_steps = s.adam_steps, tr->cursor = c;
+        tr->seed = s.seed, tr->bad_steps = s.bad_steps;
         printf("resumed from %s at step %lld\n", path, (long long)s.step);
     } else {
         memset(s.adam_m, 0, sizeof(float) * tr->model.table.total);
@@ -323,7 +326,7 @@ static void optimizer_step(trainer_t *tr, double lr, double grad_scale) {
     for (int i = 0; i < m->table.count; i++) {
         const param_info_t *p = &m->table.p[i];
         adamw_params_t ap = {lr, cfg->beta1, cfg->beta2, cfg->adam_eps, p->weight_decay ? cfg->weight_decay : 0.0,
-                             grad_scale, tr->step};
+                             grad_scale, tr->adam_steps};
         tensor_t w = dit_param(m, i), g = dit_grad(m, i), wb = dit_param_work(m, i);
         tensor_t mm = tensor_make(DTYPE_F32, m->device, p->ndim, p->shape), vv = mm;
         mm.data = (float *)tr->adam_m.data + p->offset, vv.data = (float *)tr->adam_v.data + p->offset;
@@ -333,6 +336,13 @@ static void optimizer_step(trainer_t *tr, double lr, double grad_scale) {
         tensor_scale((float)cfg->ema_decay, &tr->ema);
         tensor_axpy((float)(1.0 - cfg->ema_decay), &m->params, &tr->ema);
     }
+}
+
+/* x as a JSON number (%.9g), or null when it is not finite (JSON has no NaN or infinity). */
+static const char *json_num(char *buf, size_t len, double x) {
+    if (isfinite(x)) snprintf(buf, len, "%.9g", x);
+    else snprintf(buf, len, "null");
+    return buf;
 }
 
 static void log_step(trainer_t *tr, double loss, double gnorm, double lr, double dt, int skipped, double t_start,
@@ -347,11 +357,13 @@ static void log_step(trainer_t *tr, double loss, double gnorm, double lr, double
                (long long)tr->step, cfg->steps, loss, gnorm, lr, dt, tr->time_data, tr->time_opt, tokens / dt, eta,
                skipped ? "  (skipped)" : "");
     if (tr->metrics) {
+        char lb[32], gb[32];
         fprintf(tr->metrics,
-                "{\"step\": %lld, \"loss\": %.9g, \"grad_norm\": %.9g, \"lr\": %.9g, \"time\": %.6f, "
+                "{\"step\": %lld, \"loss\": %s, \"grad_norm\": %s, \"lr\": %.9g, \"time\": %.6f, "
                 "\"time_data\": %.6f, \"time_opt\": %.6f, \"tokens_per_s\": %.3f, \"sparsity\": %.6f, "
-                "\"skipped\": %s}\n",
-                (long long)tr->step, loss, gnorm, lr, dt, tr->time_data, tr->time_opt, tokens / dt, tr->sparsity,
+                "\"adam_steps\": %lld, \"skipped\": %s}\n",
+                (long long)tr->step, json_num(lb, sizeof lb, loss), json_num(gb, sizeof gb, gnorm), lr, dt,
+                tr->time_data, tr->time_opt, tokens / dt, tr->sparsity, (long long)tr->adam_steps,
                 skipped ? "true" : "false");
         fflush(tr->metrics);
     }
@@ -477,6 +489,7 @@ int trainer_run(const run_config_t *cfg, trainer_rank_t who) {
             }
         } else {
             tr.bad_steps = 0;
+            tr.adam_steps++;
             double clip = cfg->clip_grad > 0 && gnorm > cfg->clip_grad ? cfg->clip_grad / (gnorm + 1e-6) : 1.0;
             optimizer_step(&tr, lr, clip);
         }
