@@ -13,7 +13,7 @@
  *                    (64-row query sub-tiles); dk (+)= scale dS^T Q, dv (+)= P^T dO.
  * Deterministic: no atomics; every output element is written by one thread in a fixed order.
  * Per iteration: one barrier (the next tile's copies are issued right after it) and, in the dq and
- * dk/dv kernels, the list index of iteration it + 2 read during iteration it (MODE below).
+ * dk/dv kernels, the list index of iteration it + 2 read during iteration it (TilePipe).
  * Keys past Nk get -inf in the forward/dq (zero-filled tiles); query rows past Nq get zero Q, dO,
  * lse and Ds in dk/dv, so that they add exact zeros (P = 1 there, but dO = 0 and dS = 0). */
 #include <stdlib.h>
@@ -29,40 +29,54 @@ template <int D> struct FlashSmem {
     static constexpr int tile = KT * LD; /* elements of one 64-row tile */
 };
 
+/* The tile pipeline of the three kernels: tiles alternate between two buffers. At the top of
+ * iteration it (begin): wait for tile it's copies, one barrier (after it every warp is done with
+ * the other buffer, read in iteration it - 1), then tile it + 1's copies into that buffer. With RA
+ * (the dq and dk/dv kernels) the list entry of it + 2 is read during it, into a register; the
+ * forward re-reads tile(it) where it needs it (an L1 hit: on an H100 the read-ahead cost it more in
+ * registers than it saved). The constructor issues tile 0's copies. (Measured in the first session
+ * against two barriers per iteration and other orders: sla_results.md, flash-kernel tuning.) */
+template <bool RA> struct TilePipe {
+    TileSeq seq;
+    int n, cur, nxt, nxt2; /* with RA: the tiles of iterations it, it + 1, it + 2 */
+    template <typename Load> __device__ __forceinline__ TilePipe(const TileSeq &s, Load &&load) : seq(s), n(s.size()) {
+        cur = n > 0 ? seq.tile(0) : 0, nxt = RA && n > 1 ? seq.tile(1) : 0, nxt2 = 0;
+        if (n > 0) load(cur, 0);
+        cp_async_commit();
+    }
+    template <typename Load> __device__ __forceinline__ void begin(int it, Load &&load) {
+        const int tnext = RA ? nxt : (it + 1 < n ? seq.tile(it + 1) : 0);
+        if (RA) nxt2 = it + 2 < n ? seq.tile(it + 2) : 0;
+        cp_async_wait<0>();
+        __syncthreads();
+        if (it + 1 < n) load(tnext, (it & 1) ^ 1);
+        cp_async_commit();
+    }
+    __device__ __forceinline__ int tile(int it) const { return RA ? cur : seq.tile(it); }
+    __device__ __forceinline__ void end() {
+        if (RA) cur = nxt, nxt = nxt2;
+    }
+};
+
 /* WM 16-row m-tiles per warp: BQ / (16 WM) warps. Two m-tiles halve the K/V fragment loads from
- * shared memory per MMA (every B fragment feeds both). 
- * MODE (also of the dq and dk/dv kernels; a measurement knob, see flash_variant): bit 0 (RA) the
- * list index read one iteration ahead (in a register); bit 1 unrolled tile copies (forward only,
- * always on elsewhere); bit 2 (SB) one barrier per iteration: the next tile's copies are issued
- * after the barrier that follows the wait for the current tile, when every warp is done with the
- * buffer they overwrite (else they are issued before it and a second barrier ends the iteration). */
-template <int D, int BQ, int WM, int MODE>
+ * shared memory per MMA (every B fragment feeds both). */
+template <int D, int BQ, int WM>
 __global__ void __launch_bounds__(BQ * 2 / WM) flash_fwd_kernel(FlashParams p) {
     constexpr int LD = D + 8, NTD = D / 8, NTH = BQ * 2 / WM, RW = 16 * WM;
-    constexpr bool RA = (MODE & 1) != 0, SB = (MODE & 4) != 0;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     bf16 *sQ = reinterpret_cast<bf16 *>(smem_raw);
     bf16 *sK = sQ + BQ * LD, *sV = sK + 2 * FlashSmem<D>::tile;
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g = lane >> 2, t = lane & 3;
     const int bh = blockIdx.y, qb = blockIdx.x, q0 = qb * BQ;
     const bf16 *qg = p.q + (long)bh * p.Nq * D, *kg = p.k + (long)bh * p.Nk * D, *vg = p.v + (long)bh * p.Nk * D;
-    const TileSeq seq = key_seq(p, bh, qb);
-    const int n = seq.size();
-
     load_tile_async_u<D, BQ, NTH>(sQ, qg, q0, p.Nq, tid);
     auto load_kv = [&](int tile, int buf) {
         const long k0 = (long)tile * KT;
-        if constexpr ((MODE & 2) != 0) {
-            load_tile_async_u<D, KT, NTH>(sK + buf * FlashSmem<D>::tile, kg, k0, p.Nk, tid);
-            load_tile_async_u<D, KT, NTH>(sV + buf * FlashSmem<D>::tile, vg, k0, p.Nk, tid);
-        } else {
-            load_tile_async<D>(sK + buf * FlashSmem<D>::tile, kg, k0, KT, p.Nk, tid, NTH);
-            load_tile_async<D>(sV + buf * FlashSmem<D>::tile, vg, k0, KT, p.Nk, tid, NTH);
-        }
+        load_tile_async_u<D, KT, NTH>(sK + buf * FlashSmem<D>::tile, kg, k0, p.Nk, tid);
+        load_tile_async_u<D, KT, NTH>(sV + buf * FlashSmem<D>::tile, vg, k0, p.Nk, tid);
     };
-    int cur = n > 0 ? seq.tile(0) : 0, nxt = n > 1 ? seq.tile(1) : 0;
-    if (n > 0) load_kv(cur, 0);
-    cp_async_commit();
+    TilePipe<false> pipe(key_seq(p, bh, qb), load_kv);
+    const int n = pipe.n;
 
     const float sl2 = SLA_LOG2E * rsqrtf((float)D);
     float m[WM][2], l[WM][2];
@@ -73,25 +87,12 @@ __global__ void __launch_bounds__(BQ * 2 / WM) flash_fwd_kernel(FlashParams p) {
 
     for (int it = 0; it < n; it++) {
         const int buf = it & 1;
-        const int tnext = RA ? nxt : (it + 1 < n ? seq.tile(it + 1) : 0);
-        const int nxt2 = RA && it + 2 < n ? seq.tile(it + 2) : 0;
-        if constexpr (!SB) {
-            if (it + 1 < n) load_kv(tnext, buf ^ 1);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads(); /* tile it landed; with SB also: every warp is done with buffer buf ^ 1 */
-        if constexpr (SB) {
-            if (it + 1 < n) load_kv(tnext, buf ^ 1);
-            cp_async_commit();
-        }
+        pipe.begin(it, load_kv);
         const bf16 *ks = sK + buf * FlashSmem<D>::tile, *vs = sV + buf * FlashSmem<D>::tile;
         float s[WM][8][4];
         zero_acc<WM, 8>(s);
         warp_gemm<WM, 8, false, true>(s, sQ + w * RW * LD, LD, ks, LD, D, lane);
-        const long k0 = (long)(RA ? cur : seq.tile(it)) * KT; /* re-read: an L1 hit, no live register */
+        const long k0 = (long)pipe.tile(it) * KT;
         const bool partial = k0 + KT > p.Nk;
 #pragma unroll
         for (int i = 0; i < WM; i++) {
@@ -140,8 +141,7 @@ __global__ void __launch_bounds__(BQ * 2 / WM) flash_fwd_kernel(FlashParams p) {
                 }
             }
         }
-        if constexpr (!SB) __syncthreads();
-        cur = tnext, nxt = nxt2;
+        pipe.end();
     }
     cp_async_wait<0>();
 
@@ -162,10 +162,9 @@ __global__ void __launch_bounds__(BQ * 2 / WM) flash_fwd_kernel(FlashParams p) {
     }
 }
 
-template <int D, int BQ, int MODE>
+template <int D, int BQ>
 __global__ void __launch_bounds__(BQ * 2) flash_dq_kernel(FlashParams p) {
     constexpr int LD = D + 8, NTD = D / 8, NTH = BQ * 2;
-    constexpr bool RA = (MODE & 1) != 0, SB = (MODE & 4) != 0;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     bf16 *sQ = reinterpret_cast<bf16 *>(smem_raw);
     bf16 *sO = sQ + BQ * LD; /* dout */
@@ -173,9 +172,6 @@ __global__ void __launch_bounds__(BQ * 2) flash_dq_kernel(FlashParams p) {
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g = lane >> 2, t = lane & 3;
     const int bh = blockIdx.y, qb = blockIdx.x, q0 = qb * BQ;
     const bf16 *qg = p.q + (long)bh * p.Nq * D, *kg = p.k + (long)bh * p.Nk * D, *vg = p.v + (long)bh * p.Nk * D;
-    const TileSeq seq = key_seq(p, bh, qb);
-    const int n = seq.size();
-
     load_tile_async_u<D, BQ, NTH>(sQ, qg, q0, p.Nq, tid);
     load_tile_async_u<D, BQ, NTH>(sO, p.dout + (long)bh * p.Nq * D, q0, p.Nq, tid);
     auto load_kv = [&](int tile, int buf) {
@@ -183,15 +179,13 @@ __global__ void __launch_bounds__(BQ * 2) flash_dq_kernel(FlashParams p) {
         load_tile_async_u<D, KT, NTH>(sK + buf * FlashSmem<D>::tile, kg, k0, p.Nk, tid);
         load_tile_async_u<D, KT, NTH>(sV + buf * FlashSmem<D>::tile, vg, k0, p.Nk, tid);
     };
-    int cur = n > 0 ? seq.tile(0) : 0, nxt = n > 1 ? seq.tile(1) : 0;
-    if (n > 0) load_kv(cur, 0);
-    cp_async_commit();
+    TilePipe<true> pipe(key_seq(p, bh, qb), load_kv);
+    const int n = pipe.n;
 
     const float sl2 = SLA_LOG2E * rsqrtf((float)D);
     const int row0 = q0 + w * 16 + g, row1 = row0 + 8;
-    const float *lse = p.lse + (long)bh * p.Nq, *Dsg = p.Ds + (long)bh * p.Nq;
-    const float L0 = row0 < p.Nq ? lse[row0] * SLA_LOG2E : INFINITY, L1 = row1 < p.Nq ? lse[row1] * SLA_LOG2E : INFINITY;
-    const float D0 = row0 < p.Nq ? Dsg[row0] : 0.f, D1 = row1 < p.Nq ? Dsg[row1] : 0.f;
+    const RowStats r0s = dq_row_stats(p, bh, row0), r1s = dq_row_stats(p, bh, row1);
+    const float L0 = r0s.L, L1 = r1s.L, D0 = r0s.D, D1 = r1s.D;
     /* acc = sum dS K with the approximate Ds (from the bf16 o); Y = sum P K and the exact
      * E = sum P dP correct it: dQ = scale (acc + (Ds - E) Y), so that sum_c dS_rc = 0 holds for
      * the P and dP actually used (the dK/dV kernel uses E too). */
@@ -202,27 +196,14 @@ __global__ void __launch_bounds__(BQ * 2) flash_dq_kernel(FlashParams p) {
 
     for (int it = 0; it < n; it++) {
         const int buf = it & 1;
-        const int tnext = RA ? nxt : (it + 1 < n ? seq.tile(it + 1) : 0);
-        const int nxt2 = RA && it + 2 < n ? seq.tile(it + 2) : 0;
-        if constexpr (!SB) {
-            if (it + 1 < n) load_kv(tnext, buf ^ 1);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads(); /* tile it landed; with SB also: every warp is done with buffer buf ^ 1 */
-        if constexpr (SB) {
-            if (it + 1 < n) load_kv(tnext, buf ^ 1);
-            cp_async_commit();
-        }
+        pipe.begin(it, load_kv);
         const bf16 *ks = sK + buf * FlashSmem<D>::tile, *vs = sV + buf * FlashSmem<D>::tile;
         float s[1][8][4], dp[1][8][4];
         zero_acc<1, 8>(s);
         zero_acc<1, 8>(dp);
         warp_gemm<1, 8, false, true>(s, sQ + w * 16 * LD, LD, ks, LD, D, lane);
         warp_gemm<1, 8, false, true>(dp, sO + w * 16 * LD, LD, vs, LD, D, lane);
-        const long k0 = (long)cur * KT;
+        const long k0 = (long)pipe.tile(it) * KT;
         const bool partial = k0 + KT > p.Nk;
 #pragma unroll
         for (int j = 0; j < 8; j++)
@@ -253,8 +234,7 @@ __global__ void __launch_bounds__(BQ * 2) flash_dq_kernel(FlashParams p) {
                 mma16816(accy[0][2 * d2 + 1], ap, b[2], b[3]);
             }
         }
-        if constexpr (!SB) __syncthreads();
-        cur = tnext, nxt = nxt2;
+        pipe.end();
     }
     cp_async_wait<0>();
 
@@ -262,10 +242,9 @@ __global__ void __launch_bounds__(BQ * 2) flash_dq_kernel(FlashParams p) {
 }
 
 /* 4 warps, 16 keys each; query sub-tiles of 64 rows. */
-template <int D, int MODE>
+template <int D>
 __global__ void __launch_bounds__(128) flash_dkdv_kernel(FlashParams p) {
     constexpr int LD = D + 8, NTD = D / 8, NTH = 128, TL = FlashSmem<D>::tile;
-    constexpr bool RA = (MODE & 1) != 0, SB = (MODE & 4) != 0;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     bf16 *sK = reinterpret_cast<bf16 *>(smem_raw);
     bf16 *sV = sK + TL, *sQ = sV + TL, *sO = sQ + 2 * TL; /* sQ, sO: two buffers each */
@@ -277,9 +256,6 @@ __global__ void __launch_bounds__(128) flash_dkdv_kernel(FlashParams p) {
     const long k0 = (long)kt * KT;
     const bf16 *qg = p.q + (long)bh * p.Nq * D, *og = p.dout + (long)bh * p.Nq * D;
     const float *lse = p.lse + (long)bh * p.Nq, *Dsg = (p.Ds_exact ? p.Ds_exact : p.Ds) + (long)bh * p.Nq;
-    const TileSeq seq = query_seq(p, bh, kt);
-    const int n = seq.size();
-
     load_tile_async_u<D, KT, NTH>(sK, p.k + (long)bh * p.Nk * D, k0, p.Nk, tid);
     load_tile_async_u<D, KT, NTH>(sV, p.v + (long)bh * p.Nk * D, k0, p.Nk, tid);
     /* Query rows past Nq get zero Q, dO, lse and Ds: P = 1 there but dS = 0 and dO = 0, so they
@@ -295,9 +271,8 @@ __global__ void __launch_bounds__(128) flash_dkdv_kernel(FlashParams p) {
             cp_async4(sD + buf * KT + tid, ok ? Dsg + r : Dsg, ok);
         }
     };
-    int cur = n > 0 ? seq.tile(0) : 0, nxt = n > 1 ? seq.tile(1) : 0;
-    if (n > 0) load_q(cur, 0);
-    cp_async_commit();
+    TilePipe<true> pipe(query_seq(p, bh, kt), load_q);
+    const int n = pipe.n;
 
     const float sl2 = SLA_LOG2E * rsqrtf((float)D);
     float dk[1][NTD][4], dv[1][NTD][4];
@@ -306,20 +281,7 @@ __global__ void __launch_bounds__(128) flash_dkdv_kernel(FlashParams p) {
 
     for (int it = 0; it < n; it++) {
         const int buf = it & 1;
-        const int tnext = RA ? nxt : (it + 1 < n ? seq.tile(it + 1) : 0);
-        const int nxt2 = RA && it + 2 < n ? seq.tile(it + 2) : 0;
-        if constexpr (!SB) {
-            if (it + 1 < n) load_q(tnext, buf ^ 1);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads(); /* tile it landed; with SB also: every warp is done with buffer buf ^ 1 */
-        if constexpr (SB) {
-            if (it + 1 < n) load_q(tnext, buf ^ 1);
-            cp_async_commit();
-        }
+        pipe.begin(it, load_q);
         const bf16 *qs = sQ + buf * TL, *os = sO + buf * TL;
         const float *Lb = sL + buf * KT, *Db = sD + buf * KT;
         float s[1][8][4], dp[1][8][4];
@@ -359,8 +321,7 @@ __global__ void __launch_bounds__(128) flash_dkdv_kernel(FlashParams p) {
                 mma16816(dk[0][2 * d2 + 1], ad, b[2], b[3]);
             }
         }
-        if constexpr (!SB) __syncthreads();
-        cur = tnext, nxt = nxt2;
+        pipe.end();
     }
     cp_async_wait<0>();
 
@@ -392,75 +353,36 @@ template <int D> __global__ void __launch_bounds__(256) flash_prep_kernel(const 
     if (r < rows && threadIdx.x % TPR == 0) Ds[r] = s;
 }
 
-/* Measurement knob: SLA_FLASH_VARIANT, a bit mask read once (unset = 0, the default kernels).
- * Bit 0: dQ in one CTA of 128 rows per 128-row query block (8 warps, 1 CTA per SM) instead of two
- * CTAs of 64 rows (4 warps each, 2 CTAs per SM, whose barriers and softmax phases interleave).
- * Bit 1: two barriers per iteration (MODE without SB) in all three kernels.
- * Bit 2: dQ and dK/dV without the list read-ahead (the forward never reads ahead: on an H100 it
- * cost more in registers than it saved). */
-int flash_variant() {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("SLA_FLASH_VARIANT");
-        v = e && *e ? atoi(e) : 0;
-    }
-    return v;
-}
-/* MODE of the dq and dk/dv kernels from the knob. */
-int flash_bwd_mode() {
-    const int v = flash_variant();
-    return ((v & 4) ? 0 : 1) | ((v & 2) ? 0 : 4);
-}
-
-template <int D, int BQ, int MODE> void launch_fwd_mode(const FlashParams &p, int BH) {
+template <int D, int BQ> void launch_fwd(const FlashParams &p, int BH) {
     constexpr int smem = (BQ + 4 * KT) * (D + 8) * 2, WM = BQ == 128 ? 2 : 1;
     static bool init = false;
-    if (!init) sla_smem_limit(flash_fwd_kernel<D, BQ, WM, MODE>, smem), init = true;
+    if (!init) sla_smem_limit(flash_fwd_kernel<D, BQ, WM>, smem), init = true;
     dim3 grid((p.Nq + BQ - 1) / BQ, BH);
-    flash_fwd_kernel<D, BQ, WM, MODE><<<grid, BQ * 2 / WM, smem, cuda_stream()>>>(p);
+    flash_fwd_kernel<D, BQ, WM><<<grid, BQ * 2 / WM, smem, cuda_stream()>>>(p);
     CUDA_CHECK_LAUNCH();
 }
-template <int D, int BQ> void launch_fwd(const FlashParams &p, int BH) {
-    if (flash_variant() & 2) launch_fwd_mode<D, BQ, 2>(p, BH);
-    else launch_fwd_mode<D, BQ, 6>(p, BH);
-}
 
-/* qsub CTAs of BQ rows per lut query block (qsub = blk_q / BQ). */
-template <int D, int BQ, int MODE> void launch_dq_mode(const FlashParams &p0, int BH, int qsub) {
-    constexpr int smem = (2 * BQ + 4 * KT) * (D + 8) * 2;
+/* qsub CTAs of 64 rows per lut query block (qsub = blk_q / 64): two CTAs of 4 warps per 128-row
+ * block (2 per SM, their barriers and softmax phases interleave) measured faster than one of 8. */
+template <int D> void launch_dq(const FlashParams &p0, int BH, int qsub) {
+    constexpr int BQ = 64, smem = (2 * BQ + 4 * KT) * (D + 8) * 2;
     static bool init = false;
-    if (!init) sla_smem_limit(flash_dq_kernel<D, BQ, MODE>, smem), init = true;
+    if (!init) sla_smem_limit(flash_dq_kernel<D, BQ>, smem), init = true;
     FlashParams p = p0;
     p.qsub = qsub;
     dim3 grid((p.Nq + BQ - 1) / BQ, BH);
-    flash_dq_kernel<D, BQ, MODE><<<grid, BQ * 2, smem, cuda_stream()>>>(p);
+    flash_dq_kernel<D, BQ><<<grid, BQ * 2, smem, cuda_stream()>>>(p);
     CUDA_CHECK_LAUNCH();
-}
-template <int D, int BQ> void launch_dq(const FlashParams &p, int BH, int qsub) {
-    switch (flash_bwd_mode()) {
-    case 5: launch_dq_mode<D, BQ, 5>(p, BH, qsub); break;
-    case 4: launch_dq_mode<D, BQ, 4>(p, BH, qsub); break;
-    case 1: launch_dq_mode<D, BQ, 1>(p, BH, qsub); break;
-    default: launch_dq_mode<D, BQ, 0>(p, BH, qsub); break;
-    }
 }
 
-template <int D, int MODE> void launch_dkdv_mode(const FlashParams &p, int BH) {
+template <int D> void launch_dkdv(const FlashParams &p, int BH) {
     constexpr int smem = 6 * KT * (D + 8) * 2 + 4 * KT * 4;
     static bool init = false;
-    if (!init) sla_smem_limit(flash_dkdv_kernel<D, MODE>, smem), init = true;
+    if (!init) sla_smem_limit(flash_dkdv_kernel<D>, smem), init = true;
     /* ordered: every tile of every key block (an all-padding last tile writes nothing) */
     dim3 grid(p.order ? p.Tk * p.tpb : (p.Nk + KT - 1) / KT, BH);
-    flash_dkdv_kernel<D, MODE><<<grid, 128, smem, cuda_stream()>>>(p);
+    flash_dkdv_kernel<D><<<grid, 128, smem, cuda_stream()>>>(p);
     CUDA_CHECK_LAUNCH();
-}
-template <int D> void launch_dkdv(const FlashParams &p, int BH) {
-    switch (flash_bwd_mode()) {
-    case 5: launch_dkdv_mode<D, 5>(p, BH); break;
-    case 4: launch_dkdv_mode<D, 4>(p, BH); break;
-    case 1: launch_dkdv_mode<D, 1>(p, BH); break;
-    default: launch_dkdv_mode<D, 0>(p, BH); break;
-    }
 }
 
 } // namespace
@@ -480,12 +402,9 @@ void flash_forward(const FlashParams &p, int BH, int D, int bq) {
 }
 
 void flash_backward_dq(const FlashParams &p, int BH, int D, int bq) {
-    const bool one = bq == 128 && (flash_variant() & 1);
     if (flash_wg_available() && (D == 64 || D == 128) && (bq == 64 || bq == 128)) flash_backward_dq_wg(p, BH, D, bq);
-    else if (D == 128 && one) launch_dq<128, 128>(p, BH, 1);
-    else if (D == 128 && (bq == 64 || bq == 128)) launch_dq<128, 64>(p, BH, bq / 64);
-    else if (D == 64 && one) launch_dq<64, 128>(p, BH, 1);
-    else if (D == 64 && (bq == 64 || bq == 128)) launch_dq<64, 64>(p, BH, bq / 64);
+    else if (D == 128 && (bq == 64 || bq == 128)) launch_dq<128>(p, BH, bq / 64);
+    else if (D == 64 && (bq == 64 || bq == 128)) launch_dq<64>(p, BH, bq / 64);
     else CHECK(0, "flash_backward_dq: unsupported head dim %d / query block %d", D, bq);
 }
 

@@ -273,9 +273,8 @@ __global__ void __launch_bounds__(128, 2)
 
     const float sl2 = SLA_LOG2E * rsqrtf((float)D);
     const int row0 = q0 + w * 16 + (lane >> 2), row1 = row0 + 8;
-    const float *lse = p.lse + (long)bh * p.Nq, *Dsg = p.Ds + (long)bh * p.Nq;
-    const float L0 = row0 < p.Nq ? lse[row0] * SLA_LOG2E : INFINITY, L1 = row1 < p.Nq ? lse[row1] * SLA_LOG2E : INFINITY;
-    const float D0 = row0 < p.Nq ? Dsg[row0] : 0.f, D1 = row1 < p.Nq ? Dsg[row1] : 0.f;
+    const RowStats r0s = dq_row_stats(p, bh, row0), r1s = dq_row_stats(p, bh, row1);
+    const float L0 = r0s.L, L1 = r1s.L, D0 = r0s.D, D1 = r1s.D;
     float acc[ND][4], accy[ND][4], s[8][4], dp[8][4];
     uint32_t ap[4][4], ad[4][4];
 #pragma unroll

@@ -68,6 +68,16 @@ __device__ __forceinline__ TileSeq key_seq(const FlashParams &p, int bh, int qb)
     return s;
 }
 
+/* What the dQ kernels need of query row r: its lse in base 2 (infinite past Nq: P = 0 there) and
+ * Ds (0 past Nq). */
+struct RowStats {
+    float L, D;
+};
+__device__ __forceinline__ RowStats dq_row_stats(const FlashParams &p, int bh, int r) {
+    if (r >= p.Nq) return {INFINITY, 0.f};
+    return {p.lse[(long)bh * p.Nq + r] * SLA_LOG2E, p.Ds[(long)bh * p.Nq + r]};
+}
+
 /* The 64-row query sub-tiles a key tile is visited by. */
 __device__ __forceinline__ TileSeq query_seq(const FlashParams &p, int bh, int kt) {
     TileSeq s;
@@ -158,7 +168,7 @@ void sla_topk_launch(const float *scores, int BH, int Tm, int Tn, int kappa, int
 __host__ __device__ inline int sla_tn_pad(int Tn) { return (Tn + 7) & ~7; }
 
 /* Whether sla_select_fused_launch takes these sizes: no lut given, n_negl == 0, 1 <= kappa <= Tn,
- * Tn <= 2048, D a multiple of 32 dividing 1024 and blk_k a power of 2 (and its shared memory,
+ * Tn <= 2048, D a multiple of 32 dividing 1024 (and its shared memory,
  * 32 (D + Tn) bytes, fits). */
 bool sla_select_fused_ok(int D, int blk_k, int Tn, int kappa, int n_negl, int lut_given);
 /* The fused selection's first step, from ksum [BH, Tn, D] (lin_state_launch or sla_pool_launch):

@@ -479,13 +479,13 @@ bool sla_select_fused_ok(int D, int blk_k, int Tn, int kappa, int n_negl, int lu
         CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
     }
     return !lut_given && n_negl == 0 && kappa >= 1 && kappa <= Tn && Tn <= TOPK_WARP_TN &&
-           D % 32 == 0 && D <= 256 && KMEAN_THREADS % D == 0 && blk_k > 0 && (blk_k & (blk_k - 1)) == 0 &&
+           D % 32 == 0 && D <= 256 && KMEAN_THREADS % D == 0 && blk_k > 0 &&
            fused_smem(D, Tn) <= optin;
 }
 
 void sla_pool_q_kbar_t_launch(const bf16 *q, const float *ksum, int BH, int N, int D, int blk_q, int blk_k, int Tm,
                               int Tn, float *qbar, float *kbarT) {
-    CHECK(D % 32 == 0 && D <= 256 && KMEAN_THREADS % D == 0 && blk_k > 0 && (blk_k & (blk_k - 1)) == 0,
+    CHECK(D % 32 == 0 && D <= 256 && KMEAN_THREADS % D == 0 && blk_k > 0,
           "SLA selection: head dim %d / key block %d not taken by the fused pooling", D, blk_k);
     const int nhead_ctas = BH * ((Tn + KBT_J - 1) / KBT_J);
     pool_q_kbar_t_kernel<<<nhead_ctas + (q ? BH * Tm : 0), 256, 0, cuda_stream()>>>(q, ksum, qbar, kbarT, nhead_ctas, N,
