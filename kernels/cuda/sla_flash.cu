@@ -16,7 +16,6 @@
  * dk/dv kernels, the list index of iteration it + 2 read during iteration it (TilePipe).
  * Keys past Nk get -inf in the forward/dq (zero-filled tiles); query rows past Nq get zero Q, dO,
  * lse and Ds in dk/dv, so that they add exact zeros (P = 1 there, but dO = 0 and dS = 0). */
-#include <stdlib.h>
 
 #include "sla_internal.cuh"
 
