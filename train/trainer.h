@@ -3,7 +3,8 @@
  * trainer_run takes a validated run_config_t and runs it to cfg->steps optimizer steps:
  * it opens the dataset, builds the model on the chosen backend, starts from a checkpoint
  * (resume = auto | PATH), from init_weights, or from a seeded initialisation, then per step:
- * grad_accum micro-batches of forward + backward (loss scaled by 1/grad_accum; with a teacher,
+ * grad_accum micro-batches of forward + backward (the next micro-batch read and noised on a thread
+ * of its own meanwhile; loss scaled by 1/grad_accum; with a teacher,
  * + distill_weight * mse(pred, the frozen dense teacher's pred) on the same inputs), global gradient
  * norm and clipping, AdamW on fp32 master weights with the table's weight-decay mask, optional EMA,
  * one log line and one JSONL metrics line (out_dir/metrics.jsonl; with the step's time, the host
