@@ -14,7 +14,8 @@
  * correction counts the updates applied, adam_steps, as PyTorch does; the metrics line writes null
  * for a non-finite loss or norm); max_bad_steps in a row stop the run (exit status 1).
  * SIGTERM/SIGINT finish the current step, write a checkpoint and return 0. Everything random is
- * keyed by (seed, step, sample slot), so a resumed run continues bit for bit. Returns the process exit status; messages go to stderr. */
+ * keyed by (seed, step, sample slot), so a resumed run continues bit for bit. Returns the process
+ * exit status; messages go to stderr. */
 #ifndef SLA_TRAINER_H
 #define SLA_TRAINER_H
 
