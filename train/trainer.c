@@ -50,7 +50,7 @@ typedef struct trainer {
     uint64_t seed;
     host_batch_t staged[2];               /* host micro-batches: the current one and the prefetched next */
     pthread_t prefetcher;                 /* the thread preparing the next micro-batch ... */
-    int prefetching;                      /* ... while this is 1 (prefetch_join ends it) */
+    int prefetching;                      /* ... while this is 1 (prefetch_wait ends it) */
     tensor_t d_lat, d_t, d_text, d_target, d_pred, d_dpred;
     tensor_t d_tpred, d_dpred2;           /* teacher prediction and the distillation gradient */
     FILE *metrics;
@@ -182,10 +182,10 @@ static ckpt_state_t host_state(const trainer_t *tr) {
 
 static void free_host_state(ckpt_state_t *s) { free(s->params), free(s->adam_m), free(s->adam_v), free(s->ema); }
 
-static void prefetch_join(trainer_t *tr);
+static void prefetch_wait(trainer_t *tr);
 
 static int write_checkpoint(trainer_t *tr) {
-    prefetch_join(tr); /* no HDF5 call while the prefetch thread reads the dataset */
+    prefetch_wait(tr); /* no HDF5 call while the prefetch thread reads the dataset */
     ckpt_state_t s = host_state(tr);
     download(s.params, &tr->model.params), download(s.adam_m, &tr->adam_m), download(s.adam_v, &tr->adam_v);
     if (s.ema) download(s.ema, &tr->ema);
@@ -300,7 +300,9 @@ static void prepare_batch_or_exit(trainer_t *tr, host_batch_t *h, int64_t step, 
  * 1.14 s, the last one, which prefetches nothing, 0.83 s; H100, 2026-11-24 23:23Z. Likely the host
  * sits in the backward's kernel launches until the launch queue drains.) The numbers are those of
  * prepare_batch on the main thread; the main thread makes no HDF5 call while it runs (HDF5 is not
- * thread-safe): prefetch_join comes first in batch_for, write_checkpoint and teardown. */
+ * thread-safe): prefetch_wait comes first in batch_for, write_checkpoint and teardown. A sample
+ * that cannot be read ends the run when batch_for needs it (a checkpoint due before that is still
+ * written). */
 typedef struct prefetch_job {
     trainer_t *tr;
     host_batch_t *h;
@@ -319,20 +321,17 @@ static void *prefetch_main(void *arg) {
     return NULL;
 }
 
-static void prefetch_join(trainer_t *tr) {
+/* Waits for the prefetch thread, if one runs; its result stays in prefetch_arg. */
+static void prefetch_wait(trainer_t *tr) {
     if (!tr->prefetching) return;
     CHECK(pthread_join(tr->prefetcher, NULL) == 0, "sla-train: joining the data prefetch thread failed");
     tr->prefetching = 0;
-    if (prefetch_arg.rc) {
-        fprintf(stderr, "sla-train: %s\n", prefetch_arg.err);
-        exit(1);
-    }
 }
 
 /* Starts preparing (step, micro) at cursor into h. The thread blocks SIGTERM and SIGINT (they are
  * for the main thread, which finishes the step), so that no read of the dataset is interrupted. */
 static void prefetch_start(trainer_t *tr, host_batch_t *h, int64_t step, int micro, sampler_cursor_t cursor) {
-    prefetch_join(tr);
+    prefetch_wait(tr);
     prefetch_arg = (prefetch_job_t){tr, h, step, micro, cursor, 0, ""};
     sigset_t block, old;
     sigemptyset(&block);
@@ -346,7 +345,11 @@ static void prefetch_start(trainer_t *tr, host_batch_t *h, int64_t step, int mic
 
 /* The staged batch for (step, micro) at the current cursor, prepared now if it was not prefetched. */
 static host_batch_t *batch_for(trainer_t *tr, int64_t step, int micro) {
-    prefetch_join(tr);
+    prefetch_wait(tr);
+    if (prefetch_arg.rc) {
+        fprintf(stderr, "sla-train: %s\n", prefetch_arg.err);
+        exit(1);
+    }
     for (int k = 0; k < 2; k++) {
         host_batch_t *h = &tr->staged[k];
         if (h->step == step && h->micro == micro && h->cursor.epoch == tr->cursor.epoch &&
@@ -506,7 +509,7 @@ static int setup(trainer_t *tr, const run_config_t *cfg, trainer_rank_t who) {
 }
 
 static void teardown(trainer_t *tr) {
-    prefetch_join(tr);
+    prefetch_wait(tr); /* a batch it could not read was not needed */
     if (tr->metrics) fclose(tr->metrics);
     for (int k = 0; k < 2; k++) {
         host_batch_t *h = &tr->staged[k];
