@@ -13,7 +13,9 @@
  *    and metrics.jsonl count the AdamW updates (adam_steps = steps - skipped) and every metrics
  *    line stays JSON (null for the non-finite loss and norm);
  * 8. a resume from a checkpoint older than the last logged step (as after a crash) leaves each
- *    step once in metrics.jsonl, the re-run steps with the same losses, and no torn last line.
+ *    step once in metrics.jsonl, the re-run steps with the same losses, and no torn last line;
+ * 9. a sample that fails its checksum, read by the data prefetch thread, stops the run (exit 1)
+ *    with the reader's sentence after the checkpoint of the step before.
  * argv: sla-train, sla-data [cuda]. With "cuda" (label gpu; exit 77 without a GPU) the model runs
  * on the GPU with head dim 64 and checks 1 and 4: resume is bit-exact there too. */
 #include <dirent.h>
@@ -30,7 +32,9 @@ static void sleep_s(double s) {
 }
 
 #include "checkpoint.h"
+#include "h5_rows.h"
 #include "h5_tensor.h"
+#include "sampler.h"
 #include "ops.h"
 #include "test_util.h"
 
@@ -315,6 +319,60 @@ static void check_bad_steps(const param_table_t *t) {
     free(s.params), free(s.adam_m), free(s.adam_v);
 }
 
+/* A sample that fails its checksum, read by the prefetch thread (the second sample in the
+ * sampler's order, batch 1): the checkpoint of step 1 is still written, then the run stops at
+ * step 2 with exit 1 and the reader's sentence. */
+static void check_unreadable_sample(void) {
+    char path[700], err[512];
+    snprintf(path, sizeof path, "%s/damaged.h5", dir);
+    const float MARK = 12345.678f; /* its bytes in the file mark the damaged sample's chunk */
+    sampler_t smp;
+    EXPECT(sampler_init(&smp, 5, 2, err, sizeof err) == 0, "sampler: %s", err); /* base.cfg's seed */
+    const int64_t bad = sampler_at(&smp, 0, 1);
+    sampler_free(&smp);
+    const int64_t lat_shape[5] = {2, 16, 3, 8, 8}, txt_shape[3] = {2, 16, 32};
+    float lat[16 * 3 * 8 * 8], txt[16 * 32];
+    h5_file_t f;
+    int ok = !h5_create(path, &f, err, sizeof err) &&
+             !h5_create_rows(&f, "latents", DTYPE_F32, 5, lat_shape, err, sizeof err) &&
+             !h5_create_rows(&f, "text", DTYPE_F32, 3, txt_shape, err, sizeof err);
+    for (int64_t i = 0; i < 2 && ok; i++) {
+        for (int e = 0; e < 16 * 3 * 8 * 8; e++) lat[e] = i == bad ? MARK : 0.01f * (float)(e % 7);
+        for (int e = 0; e < 16 * 32; e++) txt[e] = 0.02f * (float)(e % 5);
+        ok = !h5_write_row_f32(&f, "latents", i, lat, 16 * 3 * 8 * 8, err, sizeof err) &&
+             !h5_write_row_f32(&f, "text", i, txt, 16 * 32, err, sizeof err);
+    }
+    ok = ok && !h5_close(&f, err, sizeof err);
+    EXPECT(ok, "writing %s: %s", path, err);
+    FILE *fp = fopen(path, "r+b");
+    long size = 0;
+    unsigned char *buf = NULL;
+    if (fp && !fseek(fp, 0, SEEK_END) && (size = ftell(fp)) > 0 && !fseek(fp, 0, SEEK_SET)) {
+        buf = malloc((size_t)size);
+        if (buf && fread(buf, 1, (size_t)size, fp) != (size_t)size) size = 0;
+    }
+    long at = -1;
+    for (long o = 0; buf && o + 4 <= size && at < 0; o++)
+        if (!memcmp(buf + o, &MARK, 4)) at = o;
+    if (at >= 0) {
+        buf[at] ^= 0x40; /* one bit of the damaged sample's first value */
+        ok = !fseek(fp, at, SEEK_SET) && fwrite(buf + at, 1, 1, fp) == 1;
+    }
+    if (fp) fclose(fp);
+    free(buf);
+    EXPECT(at >= 0 && ok, "could not damage sample %lld of %s", (long long)bad, path);
+    char extra[900];
+    snprintf(extra, sizeof extra, "--set data=%s --set batch=1 --set steps=4 --set ckpt_every=1", path);
+    int rc = run_train("unreadable", extra);
+    char c1[760], c2[760];
+    snprintf(c1, sizeof c1, "%s/unreadable/ckpt-00000001.h5", dir);
+    snprintf(c2, sizeof c2, "%s/unreadable/ckpt-00000002.h5", dir);
+    EXPECT(rc == 1 && stderr_has("could not be read") && stderr_has("damaged.h5") && access(c1, F_OK) == 0 &&
+               access(c2, F_OK) != 0,
+           "unreadable sample %lld: exit %d (expected 1 at step 2, with ckpt 1 and without ckpt 2)", (long long)bad, rc);
+    printf("unreadable sample (read by the prefetch thread): exit %d with the reader's sentence, step 1 kept\n", rc);
+}
+
 static void check_metrics_after_crash(void) {
     /* 6 steps logged, checkpoints at 4 and 6; the one at 6 "never written" and a torn line appended */
     EXPECT(run_train("crash", "--set steps=8 --set ckpt_every=4 --set keep_last=3 --set stop_after=6") == 0,
@@ -372,6 +430,7 @@ int main(int argc, char **argv) {
         check_errors();
         check_distillation();
         check_bad_steps(&t);
+        check_unreadable_sample();
         check_metrics_after_crash();
     }
 
