@@ -36,6 +36,17 @@ typedef struct host_batch {
     float *x0, *xs, *target, *t, *text;   /* [batch, latent_numel] x3, [batch], [batch, text_numel] */
 } host_batch_t;
 
+/* What the data prefetch thread is asked to prepare, and its result (prefetch_start). */
+typedef struct prefetch_job {
+    struct trainer *tr;
+    host_batch_t *h;
+    int64_t step;
+    int micro;
+    sampler_cursor_t cursor;
+    int rc;          /* prepare_batch's result, and its message */
+    char err[1024];
+} prefetch_job_t;
+
 typedef struct trainer {
     const run_config_t *cfg;
     trainer_rank_t who;
@@ -51,6 +62,7 @@ typedef struct trainer {
     host_batch_t staged[2];               /* host micro-batches: the current one and the prefetched next */
     pthread_t prefetcher;                 /* the thread preparing the next micro-batch ... */
     int prefetching;                      /* ... while this is 1 (prefetch_wait ends it) */
+    prefetch_job_t prefetch;              /* its job and result */
     tensor_t d_lat, d_t, d_text, d_target, d_pred, d_dpred;
     tensor_t d_tpred, d_dpred2;           /* teacher prediction and the distillation gradient */
     FILE *metrics;
@@ -303,25 +315,13 @@ static void prepare_batch_or_exit(trainer_t *tr, host_batch_t *h, int64_t step, 
  * thread-safe): prefetch_wait comes first in batch_for, write_checkpoint and teardown. A sample
  * that cannot be read ends the run when batch_for needs it (a checkpoint due before that is still
  * written). */
-typedef struct prefetch_job {
-    trainer_t *tr;
-    host_batch_t *h;
-    int64_t step;
-    int micro;
-    sampler_cursor_t cursor;
-    int rc;          /* prepare_batch's result, and its message */
-    char err[1024];
-} prefetch_job_t;
-
-static prefetch_job_t prefetch_arg;
-
 static void *prefetch_main(void *arg) {
     prefetch_job_t *j = arg;
     j->rc = prepare_batch(j->tr, j->h, j->step, j->micro, j->cursor, j->err, sizeof j->err);
     return NULL;
 }
 
-/* Waits for the prefetch thread, if one runs; its result stays in prefetch_arg. */
+/* Waits for the prefetch thread, if one runs; its result stays in tr->prefetch. */
 static void prefetch_wait(trainer_t *tr) {
     if (!tr->prefetching) return;
     CHECK(pthread_join(tr->prefetcher, NULL) == 0, "sla-train: joining the data prefetch thread failed");
@@ -332,12 +332,12 @@ static void prefetch_wait(trainer_t *tr) {
  * for the main thread, which finishes the step), so that no read of the dataset is interrupted. */
 static void prefetch_start(trainer_t *tr, host_batch_t *h, int64_t step, int micro, sampler_cursor_t cursor) {
     prefetch_wait(tr);
-    prefetch_arg = (prefetch_job_t){tr, h, step, micro, cursor, 0, ""};
+    tr->prefetch = (prefetch_job_t){tr, h, step, micro, cursor, 0, ""};
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGTERM), sigaddset(&block, SIGINT);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    int rc = pthread_create(&tr->prefetcher, NULL, prefetch_main, &prefetch_arg);
+    int rc = pthread_create(&tr->prefetcher, NULL, prefetch_main, &tr->prefetch);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc == 0) tr->prefetching = 1;
     else prepare_batch_or_exit(tr, h, step, micro, cursor); /* no thread to be had: prepare it here */
@@ -346,8 +346,8 @@ static void prefetch_start(trainer_t *tr, host_batch_t *h, int64_t step, int mic
 /* The staged batch for (step, micro) at the current cursor, prepared now if it was not prefetched. */
 static host_batch_t *batch_for(trainer_t *tr, int64_t step, int micro) {
     prefetch_wait(tr);
-    if (prefetch_arg.rc) {
-        fprintf(stderr, "sla-train: %s\n", prefetch_arg.err);
+    if (tr->prefetch.rc) {
+        fprintf(stderr, "sla-train: %s\n", tr->prefetch.err);
         exit(1);
     }
     for (int k = 0; k < 2; k++) {
