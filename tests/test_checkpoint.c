@@ -127,8 +127,8 @@ int main(void) {
            "version 1: rc/err '%s', adam_steps %lld (expected 4)", err, (long long)b.adam_steps);
     EXPECT(ckpt_read(p2, &b, &t, NULL, 0, err, sizeof err) == -1 && strstr(err, "v3.h5") && strstr(err, "version 3"),
            "version 3: '%s'", err);
-    EXPECT(ckpt_read(p3, &b, &t, NULL, 0, err, sizeof err) == -1 && strstr(err, "adam_steps 5"), "adam_steps 5 > step 4: '%s'",
-           err);
+    EXPECT(ckpt_read(p3, &b, &t, NULL, 0, err, sizeof err) == -1 && strstr(err, "adam_steps 5"),
+           "adam_steps 5 > step 4: '%s'", err);
     printf("format version 1 read with adam_steps = step; refused: %s\n", err);
     unlink(p1), unlink(p2), unlink(p3);
 

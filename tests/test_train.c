@@ -369,7 +369,8 @@ static void check_unreadable_sample(void) {
     snprintf(c2, sizeof c2, "%s/unreadable/ckpt-00000002.h5", dir);
     EXPECT(rc == 1 && stderr_has("could not be read") && stderr_has("damaged.h5") && access(c1, F_OK) == 0 &&
                access(c2, F_OK) != 0,
-           "unreadable sample %lld: exit %d (expected 1 at step 2, with ckpt 1 and without ckpt 2)", (long long)bad, rc);
+           "unreadable sample %lld: exit %d (expected 1 at step 2, with ckpt 1 and without ckpt 2)", (long long)bad,
+           rc);
     printf("unreadable sample (read by the prefetch thread): exit %d with the reader's sentence, step 1 kept\n", rc);
 }
 

@@ -146,7 +146,8 @@ __global__ void __launch_bounds__(128) lin_bwdk_kernel(LinParams p) {
     const long k0 = (long)kt * KT, hoff = (long)bh * p.N * D;
     load_tile_async<D>(Sk, p.k + hoff, k0, KT, p.N, tid, NTH);
     load_tile_async<D>(Sv, p.v + hoff, k0, KT, p.N, tid, NTH);
-    load_state<D>(p.all ? nullptr : p.cstate + ((long)bh * sla_tn_pad(p.Tn) + jb) * W, p.tot + (long)bh * W, R0, sBb, NTH);
+    const bf16 *abar_row = p.all ? nullptr : p.cstate + ((long)bh * sla_tn_pad(p.Tn) + jb) * W;
+    load_state<D>(abar_row, p.tot + (long)bh * W, R0, sBb, NTH);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();

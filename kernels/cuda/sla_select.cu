@@ -418,7 +418,8 @@ __global__ void __launch_bounds__(256) rowmap_kernel(const int *lut, const int *
     __syncthreads();
     for (int j = tid; j < Tn; j += nt) map[row * Tn + j] = mk[j];
     if (mask)
-        for (int j = tid; j < mask_ld; j += nt) mask[row * mask_ld + j] = __float2bfloat16_rn(j < Tn && mk[j] == 0 ? 1.f : 0.f);
+        for (int j = tid; j < mask_ld; j += nt)
+            mask[row * mask_ld + j] = __float2bfloat16_rn(j < Tn && mk[j] == 0 ? 1.f : 0.f);
 }
 
 int next_pow2(int x) {
@@ -495,7 +496,8 @@ void sla_pool_q_kbar_t_launch(const bf16 *q, const float *ksum, int BH, int N, i
 
 void sla_select_fused_launch(const float *qbar, const float *kbarT, int BH, int D, int blk_k, int Tm, int Tn, int kappa,
                              int *lut, uint8_t *map, bf16 *mask, int mask_ld) {
-    CHECK(mask_ld >= Tn && mask_ld <= sla_tn_pad(Tn), "SLA selection: mask row length %d for %d key blocks", mask_ld, Tn);
+    CHECK(mask_ld >= Tn && mask_ld <= sla_tn_pad(Tn), "SLA selection: mask row length %d for %d key blocks", mask_ld,
+          Tn);
     CHECK(sla_select_fused_ok(D, blk_k, Tn, kappa, 0, 0),
           "SLA selection: the fused kernel does not take D %d, blk_k %d, Tn %d, kappa %d", D, blk_k, Tn, kappa);
     const int smem = fused_smem(D, Tn);
@@ -519,6 +521,8 @@ void sla_select_launch(const bf16 *q, const bf16 *k, int BH, int N, int D, int b
 
 void sla_rowmap_launch(const int *lut, const int *neg, int neg_ld, int BH, int Tm, int Tn, int kappa, int n_negl,
                        uint8_t *map, bf16 *mask, int mask_ld) {
+    CHECK(!mask || (mask_ld >= Tn && mask_ld <= sla_tn_pad(Tn)), "SLA rowmap: mask row length %d for %d key blocks",
+          mask_ld, Tn);
     const int smem = ((Tn + 15) / 16 + 1) * 16;
     rowmap_kernel<<<dim3(Tm, BH), 256, smem, cuda_stream()>>>(lut, neg, neg_ld, Tm, Tn, kappa, n_negl, map, mask,
                                                               mask_ld);
